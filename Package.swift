@@ -1,0 +1,96 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let upcoming: [SwiftSetting] = [
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "cta",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "cta-bench", targets: ["cta-bench"]),
+        .library(name: "CTACore", targets: ["CTACore"]),
+        .library(name: "CTABroker", targets: ["CTABroker"]),
+        .library(name: "CTAMongo", targets: ["CTAMongo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+    ],
+    targets: [
+        // MARK: Common — shared by agent, coordinator and gateway.
+        .systemLibrary(
+            name: "CRabbitMQ",
+            path: "Common/CRabbitMQ",
+            pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]
+        ),
+        .target(
+            name: "CTACore",
+            path: "Common/CTACore",
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "CTABroker",
+            dependencies: [
+                "CRabbitMQ",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Common/CTABroker",
+            swiftSettings: upcoming
+        ),
+
+        // MARK: Coordinator
+        .systemLibrary(
+            name: "CMongoC",
+            path: "Coordinator/CMongoC",
+            pkgConfig: "libmongoc-1.0",
+            providers: [.apt(["libmongoc-dev", "libbson-dev"])]
+        ),
+        .target(
+            name: "CTAMongo",
+            dependencies: [
+                "CMongoC",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Coordinator/CTAMongo",
+            swiftSettings: upcoming
+        ),
+
+        // MARK: Tools
+        .target(
+            name: "CBaseline",
+            dependencies: ["CRabbitMQ", "CMongoC"],
+            path: "Tools/CBaseline"
+        ),
+        .executableTarget(
+            name: "cta-bench",
+            dependencies: [
+                "CTABroker",
+                "CTAMongo",
+                "CBaseline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/cta-bench",
+            swiftSettings: upcoming
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "CTACoreTests", dependencies: ["CTACore"], path: "Tests/CTACoreTests", swiftSettings: upcoming),
+        .testTarget(name: "CTABrokerTests", dependencies: ["CTABroker"], path: "Tests/CTABrokerTests", swiftSettings: upcoming),
+        .testTarget(name: "CTAMongoTests", dependencies: ["CTAMongo"], path: "Tests/CTAMongoTests", swiftSettings: upcoming),
+        .testTarget(
+            name: "CTAIntegrationTests",
+            dependencies: ["CTABroker", "CTAMongo", "CTACore"],
+            path: "Tests/CTAIntegrationTests",
+            swiftSettings: upcoming
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
