@@ -1,12 +1,10 @@
 import ArgumentParser
-import CBaseline
 
 @main
 struct CTABench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cta-bench",
         abstract: "Measures CTA against raw C baselines taken in the same run; prints one JSON line per figure.",
-        subcommands: []
+        subcommands: [BrokerBench.self, StoreBench.self]
     )
-    func run() async throws { print(cta_baseline_linked()) }
 }
