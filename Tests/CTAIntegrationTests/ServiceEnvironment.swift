@@ -28,11 +28,13 @@ enum ServiceEnvironment {
     }
 
     /// Runs `scripts/services.sh ARG` (for example `stop-rabbitmq`), failing the test if it fails.
-    static func services(_ argument: String) throws {
+    /// `overrides` replace environment variables, to address a second, private service instance.
+    static func services(_ argument: String, overrides: [String: String] = [:]) throws {
         let script = try #require(servicesScript, "CTA_SERVICES_SCRIPT is not set")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [script, argument]
+        process.environment = environment.merging(overrides) { _, new in new }
         try process.run()
         process.waitUntilExit()
         #expect(process.terminationStatus == 0, "services.sh \(argument) exited \(process.terminationStatus)")
