@@ -94,6 +94,7 @@ CONF
         exec /usr/lib/rabbitmq/bin/rabbitmq-server >"$RABBIT_DIR/log/stdout.log" 2>&1
     ) &
     echo $! >"$RABBIT_DIR/server.pid"
+    echo "$EPMD_PORT" >"$RABBIT_DIR/epmd.port"
     local deadline=$((SECONDS + 90))
     until port_open "$AMQP_PORT"; do
         if ! kill -0 "$(cat "$RABBIT_DIR/server.pid")" 2>/dev/null; then
@@ -115,9 +116,10 @@ stop_rabbitmq() {
         pid="$(cat "$pidfile")"
         if kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            local grace="${CTA_RABBIT_STOP_GRACE:-15}"
+            for _ in $(seq 1 $((grace * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
             if kill -0 "$pid" 2>/dev/null; then
-                log "rabbitmq did not stop in 15 s, killing"
+                log "rabbitmq did not stop in $grace s, killing"
                 pkill -KILL -P "$pid" 2>/dev/null || true
                 kill -KILL "$pid" 2>/dev/null || true
             fi
@@ -133,7 +135,9 @@ stop_rabbitmq() {
             fi
             rm -f "$RABBIT_DIR/rabbitmq.pid"
         fi
-        (rabbit_env; epmd -kill >/dev/null 2>&1 || true)
+        local epmd_port="$EPMD_PORT"
+        [ -f "$RABBIT_DIR/epmd.port" ] && epmd_port="$(cat "$RABBIT_DIR/epmd.port")"
+        (rabbit_env; ERL_EPMD_PORT="$epmd_port" epmd -kill >/dev/null 2>&1 || true)
         log "rabbitmq stopped"
     fi
 }
@@ -203,7 +207,15 @@ start)
     wait "$mongo_job"
     print_env >"$DIR/env"
     ;;
-stop) stop_rabbitmq; stop_mongo ;;
+stop)
+    stop_rabbitmq
+    stop_mongo
+    # Private nodes that tests started under this directory (for broker-restart tests).
+    for nested in "$DIR"/*/rabbitmq; do
+        [ -f "$nested/server.pid" ] || continue
+        RABBIT_DIR="$nested" stop_rabbitmq
+    done
+    ;;
 start-rabbitmq) start_rabbitmq ;;
 stop-rabbitmq) stop_rabbitmq ;;
 start-mongo) start_mongo ;;

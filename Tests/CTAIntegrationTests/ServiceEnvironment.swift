@@ -29,15 +29,38 @@ enum ServiceEnvironment {
 
     /// Runs `scripts/services.sh ARG` (for example `stop-rabbitmq`), failing the test if it fails.
     /// `overrides` replace environment variables, to address a second, private service instance.
-    static func services(_ argument: String, overrides: [String: String] = [:]) throws {
+    ///
+    /// Uses `posix_spawn` and `waitpid` on a thread of its own: Foundation's `Process` can miss the exit of a
+    /// script that leaves a daemon running in the background.
+    static func services(_ argument: String, overrides: [String: String] = [:]) async throws {
         let script = try #require(servicesScript, "CTA_SERVICES_SCRIPT is not set")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script, argument]
-        process.environment = environment.merging(overrides) { _, new in new }
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "services.sh \(argument) exited \(process.terminationStatus)")
+        let env = environment.merging(overrides) { _, new in new }.map { "\($0.key)=\($0.value)" }
+        let status = try await run(["/bin/bash", script, argument], environment: env)
+        #expect(status == 0, "services.sh \(argument) exited \(status)")
+    }
+
+    /// Runs a command to completion and returns its exit status.
+    static func run(_ arguments: [String], environment: [String]) async throws -> Int32 {
+        var pid: pid_t = 0
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        let rc = posix_spawn(&pid, arguments[0], nil, nil, argv, envp)
+        try #require(rc == 0, "posix_spawn \(arguments[0]) failed: \(rc)")
+        let child = pid
+        return await withCheckedContinuation { continuation in
+            let thread = Thread {
+                var status: Int32 = 0
+                while waitpid(child, &status, 0) == -1 && errno == EINTR {}
+                // WIFEXITED / WEXITSTATUS, which Swift does not import.
+                let exited = status & 0x7f == 0
+                continuation.resume(returning: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+            }
+            thread.start()
+        }
     }
 
     /// A name unique to this test run, for queues, exchanges and collections.
