@@ -34,16 +34,18 @@ extension Decoder {
 
     /// Decodes an integer, reporting a fraction, a negative number or an overflow as an invalid value at this path.
     ///
-    /// Foundation's JSONDecoder reports such numbers as corrupted data without a coding path; this keeps the path.
+    /// Foundation's JSONDecoder reports such numbers as corrupted data without a coding path (or, in newer
+    /// versions, with an internal error type); this keeps the path.
     func decodeInteger<T: FixedWidthInteger & Decodable>(_ type: T.Type) throws -> T {
         let container = try singleValueContainer()
         do {
             return try container.decode(T.self)
-        } catch DecodingError.dataCorrupted {
+        } catch let error as DecodingError {
+            guard case .dataCorrupted = error else { throw error }
             throw WireError.invalid(wirePath, "must be an integer between \(T.min) and \(T.max)")
-        } catch DecodingError.typeMismatch(let type, let context) where context.codingPath.isEmpty {
-            // Some Foundation versions report an out-of-range number as a type mismatch without a path.
-            _ = type
+        } catch let error as WireError {
+            throw error
+        } catch {
             throw WireError.invalid(wirePath, "must be an integer between \(T.min) and \(T.max)")
         }
     }

@@ -192,7 +192,7 @@ public struct Milliseconds: Hashable, Comparable, Sendable, Codable, CustomStrin
     /// A `Duration`, truncated to the millisecond; negative durations become zero.
     public init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
-        if seconds < 0 {
+        if duration <= .zero {
             value = 0
         } else {
             value = UInt64(seconds) * 1000 + UInt64(attoseconds / 1_000_000_000_000_000)
