@@ -123,8 +123,11 @@ func checkRelativePath(_ value: String, at path: WirePath) throws(WireError) {
 /// Requires environment variable names that a POSIX shell accepts.
 func checkEnvironment(_ env: [String: String], at path: WirePath) throws(WireError) {
     for name in env.keys.sorted() {
-        let valid = !name.isEmpty
-            && name.unicodeScalars.allSatisfy { $0.isASCII && ($0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0)) }
+        let valid =
+            !name.isEmpty
+            && name.unicodeScalars.allSatisfy {
+                $0.isASCII && ($0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0))
+            }
             && !("0"..."9").contains(name.unicodeScalars.first!)
         if !valid { throw WireError.invalid(path.appending(name), "is not a valid environment variable name") }
     }

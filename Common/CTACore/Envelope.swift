@@ -235,7 +235,8 @@ public struct Envelope: Hashable, Sendable {
     /// Checks the rules that span fields, then the payload's own rules.
     public func validate() throws(WireError) {
         if version.major != ProtocolVersion.current.major {
-            throw WireError(code: .unsupportedVersion, path: "version", reason: "major version \(version.major) is not supported")
+            throw WireError(
+                code: .unsupportedVersion, path: "version", reason: "major version \(version.major) is not supported")
         }
         let type = event.type
         if source.sender != type.sender {

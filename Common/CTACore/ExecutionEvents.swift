@@ -75,7 +75,9 @@ public struct ExecutionContext: Hashable, Sendable, Codable {
         self.requestedBy = requestedBy
     }
 
-    private enum CodingKeys: String, CodingKey { case executionID, scenario, suite, runMode, env, timeouts, requestedBy }
+    private enum CodingKeys: String, CodingKey {
+        case executionID, scenario, suite, runMode, env, timeouts, requestedBy
+    }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)

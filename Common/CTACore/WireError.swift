@@ -189,9 +189,10 @@ struct WirePath: Hashable, Sendable, CustomStringConvertible {
     var description: String { rendered }
 
     private static func isPlain(_ key: String) -> Bool {
-        !key.isEmpty && key.unicodeScalars.allSatisfy { scalar in
-            (scalar >= "a" && scalar <= "z") || (scalar >= "A" && scalar <= "Z")
-                || (scalar >= "0" && scalar <= "9") || scalar == "_" || scalar == "-"
-        }
+        !key.isEmpty
+            && key.unicodeScalars.allSatisfy { scalar in
+                (scalar >= "a" && scalar <= "z") || (scalar >= "A" && scalar <= "Z")
+                    || (scalar >= "0" && scalar <= "9") || scalar == "_" || scalar == "-"
+            }
     }
 }

@@ -87,7 +87,9 @@ struct EnvelopeTests {
         #expect(error?.path == "version")
     }
 
-    @Test("an id that is not a UUID is an invalid value", arguments: ["42", "7c1f7f0e-2a55-4c36-9b55", "", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"])
+    @Test(
+        "an id that is not a UUID is an invalid value",
+        arguments: ["42", "7c1f7f0e-2a55-4c36-9b55", "", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"])
     func nonUUIDIdentifier(id: String) throws {
         var message = sampleResult()
         message["id"] = id
@@ -177,16 +179,18 @@ struct EnvelopeTests {
         #expect(error?.path == "payload")
     }
 
-    @Test("dates are accepted with and without fractional seconds and with offsets", arguments: [
-        ("2025-03-14T09:13:40Z", 0),
-        ("2025-03-14T09:13:40.5Z", 500_000),
-        ("2025-03-14T09:13:40.002Z", 2_000),
-        ("2025-03-14T09:13:40.123456Z", 123_456),
-        ("2025-03-14T09:13:40.1234569Z", 123_456),
-        ("2025-03-14t09:13:40z", 0),
-        ("2025-03-14T10:13:40+01:00", 0),
-        ("2025-03-14T04:43:40.000-04:30", 0),
-    ])
+    @Test(
+        "dates are accepted with and without fractional seconds and with offsets",
+        arguments: [
+            ("2025-03-14T09:13:40Z", 0),
+            ("2025-03-14T09:13:40.5Z", 500_000),
+            ("2025-03-14T09:13:40.002Z", 2_000),
+            ("2025-03-14T09:13:40.123456Z", 123_456),
+            ("2025-03-14T09:13:40.1234569Z", 123_456),
+            ("2025-03-14t09:13:40z", 0),
+            ("2025-03-14T10:13:40+01:00", 0),
+            ("2025-03-14T04:43:40.000-04:30", 0),
+        ])
     func datesAccepted(text: String, micros: Int64) throws {
         var message = sampleResult()
         message["time"] = text
@@ -195,10 +199,12 @@ struct EnvelopeTests {
         #expect(envelope.time.microsecondsSinceEpoch == base.microsecondsSinceEpoch + micros)
     }
 
-    @Test("dates that are not RFC 3339 are refused", arguments: [
-        "2025-03-14 09:13:40Z", "2025-03-14T09:13:40", "2025-03-14T09:13:40.Z", "2025-02-30T00:00:00Z",
-        "2025-13-01T00:00:00Z", "2025-03-14T24:00:00Z", "1741943620", "2025-03-14T09:13:40+0100",
-    ])
+    @Test(
+        "dates that are not RFC 3339 are refused",
+        arguments: [
+            "2025-03-14 09:13:40Z", "2025-03-14T09:13:40", "2025-03-14T09:13:40.Z", "2025-02-30T00:00:00Z",
+            "2025-13-01T00:00:00Z", "2025-03-14T24:00:00Z", "1741943620", "2025-03-14T09:13:40+0100",
+        ])
     func datesRefused(text: String) throws {
         var message = sampleResult()
         message["time"] = text
@@ -233,10 +239,11 @@ struct EnvelopeTests {
         var message = sampleResult()
         message["type"] = "execution.state"
         message["seq"] = 30
-        message["payload"] = [
-            "executionID": "0f8e2a4c-6b1d-4e7f-8a93-2c5d7e9f1b30", "machine": "lab-01", "state": "timeout",
-            "attempt": 1, "firstSeq": 12, "lastSeq": 30,
-        ] as [String: Any]
+        message["payload"] =
+            [
+                "executionID": "0f8e2a4c-6b1d-4e7f-8a93-2c5d7e9f1b30", "machine": "lab-01", "state": "timeout",
+                "attempt": 1, "firstSeq": 12, "lastSeq": 30,
+            ] as [String: Any]
         let error = try decodeError(message)
         #expect(error?.code == .invalidValue)
         #expect(error?.path == "payload.lastSeq")
@@ -246,11 +253,12 @@ struct EnvelopeTests {
     func pathRendering() throws {
         var message = sampleResult()
         message["type"] = "agent.registration"
-        message["payload"] = [
-            "machine": "lab-01", "hostname": "h", "os": ["name": "debian", "version": "12"], "arch": "x86_64",
-            "cpuCount": 1, "memoryBytes": 1, "agentVersion": "1.0.0", "maxConcurrentExecutions": 1,
-            "transport": "amqp", "startedAt": "2025-03-14T09:00:00Z", "tags": ["gpu model": 7],
-        ] as [String: Any]
+        message["payload"] =
+            [
+                "machine": "lab-01", "hostname": "h", "os": ["name": "debian", "version": "12"], "arch": "x86_64",
+                "cpuCount": 1, "memoryBytes": 1, "agentVersion": "1.0.0", "maxConcurrentExecutions": 1,
+                "transport": "amqp", "startedAt": "2025-03-14T09:00:00Z", "tags": ["gpu model": 7],
+            ] as [String: Any]
         let error = try decodeError(message)
         #expect(error?.code == .wrongType)
         #expect(error?.path == "payload.tags[\"gpu model\"]")
@@ -331,6 +339,8 @@ struct EncodingTests {
         }
         #expect(longError?.code == .invalidValue)
         let fine = ExecutionLog(executionID: execution, machine: machine, stream: .stderr, offset: 9, text: "ok")
-        #expect(throws: Never.self) { try Envelope(source: .agent(machine), epoch: epoch, seq: 1, payload: fine).encoded() }
+        #expect(throws: Never.self) {
+            try Envelope(source: .agent(machine), epoch: epoch, seq: 1, payload: fine).encoded()
+        }
     }
 }

@@ -12,10 +12,12 @@ struct TimeTests {
         #expect(Timestamp(microsecondsSinceEpoch: 951_782_400_000_000).rfc3339 == "2000-02-29T00:00:00.000000Z")
     }
 
-    @Test("parsing and formatting are inverse", arguments: [
-        "1970-01-01T00:00:00.000000Z", "2000-02-29T23:59:59.999999Z", "2025-03-14T09:26:53.589793Z",
-        "2100-12-31T12:00:00.000001Z", "1969-07-20T20:17:40.000000Z",
-    ])
+    @Test(
+        "parsing and formatting are inverse",
+        arguments: [
+            "1970-01-01T00:00:00.000000Z", "2000-02-29T23:59:59.999999Z", "2025-03-14T09:26:53.589793Z",
+            "2100-12-31T12:00:00.000001Z", "1969-07-20T20:17:40.000000Z",
+        ])
     func inverse(text: String) throws {
         let timestamp = try #require(Timestamp(rfc3339: text))
         #expect(timestamp.rfc3339 == text)
@@ -43,11 +45,13 @@ struct TimeTests {
 
 @Suite("Names and identifiers")
 struct NameTests {
-    @Test("machine and group names follow the queue-name alphabet", arguments: [
-        ("lab-01", true), ("win11.perf-3", true), ("A_b", true), ("", false), ("-lab", false), ("lab 01", false),
-        ("lab/01", false), ("labé", false), (String(repeating: "a", count: 128), true),
-        (String(repeating: "a", count: 129), false),
-    ])
+    @Test(
+        "machine and group names follow the queue-name alphabet",
+        arguments: [
+            ("lab-01", true), ("win11.perf-3", true), ("A_b", true), ("", false), ("-lab", false), ("lab 01", false),
+            ("lab/01", false), ("labé", false), (String(repeating: "a", count: 128), true),
+            (String(repeating: "a", count: 129), false),
+        ])
     func names(name: String, valid: Bool) {
         #expect((MachineName(name) != nil) == valid)
         #expect((GroupName(name) != nil) == valid)
@@ -95,9 +99,11 @@ struct TopologyTests {
         for type in EventType.allCases {
             #expect((Topology.coordinatorQueue(for: type) != nil) == (type.sender == .agent), "\(type)")
         }
-        let bound = Set(Topology.coordinatorBindings.filter { $0.exchange == Topology.eventsExchange }.map(\.routingKey))
+        let bound = Set(
+            Topology.coordinatorBindings.filter { $0.exchange == Topology.eventsExchange }.map(\.routingKey))
         #expect(bound == Set(EventType.allCases.filter { $0.sender == .agent }.map(\.rawValue)))
-        let agentQueueTypes = Topology.machineQueueTypes.union(Topology.groupQueueTypes).union(Topology.parallelQueueTypes)
+        let agentQueueTypes = Topology.machineQueueTypes.union(Topology.groupQueueTypes).union(
+            Topology.parallelQueueTypes)
         #expect(agentQueueTypes == Set(EventType.allCases.filter { $0.sender == .coordinator }))
     }
 
@@ -117,7 +123,8 @@ struct TopologyTests {
 
     @Test("dead-letter headers carry the error and the origin")
     func deadLetterHeaders() {
-        let error = WireError(code: .missingField, path: "payload.tests[0].stages[1].run", reason: "required field is missing")
+        let error = WireError(
+            code: .missingField, path: "payload.tests[0].stages[1].run", reason: "required field is missing")
         let headers = Topology.DeadLetterHeader.headers(
             for: error, exchange: Topology.eventsExchange, routingKey: "test.result",
             queue: Topology.resultsQueue, at: Timestamp(microsecondsSinceEpoch: 0), by: "coordinator/cta-1"
@@ -151,7 +158,9 @@ struct TopologyTests {
             #expect(text.contains("`\(name)`") || text.contains(name), "docs/protocol.md does not mention \(name)")
         }
         for binding in Topology.coordinatorBindings {
-            #expect(text.contains("| `\(binding.exchange)` | `\(binding.routingKey)` | `\(binding.queue)` |"), "binding \(binding)")
+            #expect(
+                text.contains("| `\(binding.exchange)` | `\(binding.routingKey)` | `\(binding.queue)` |"),
+                "binding \(binding)")
         }
     }
 }
