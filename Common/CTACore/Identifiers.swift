@@ -3,82 +3,56 @@ public import Foundation
 // Small typed wrappers for the identifiers that travel on the wire, so a machine name cannot be passed where a group
 // name is expected. UUIDs are written in lower case and read in either case.
 
-/// The identifier of one event: a UUID, and the idempotency key every store write is keyed by.
-public struct EventID: Hashable, Sendable, Codable, CustomStringConvertible {
+/// An identifier that is a UUID on the wire, written in lower case and read in either case.
+public protocol UUIDIdentifier: Hashable, Sendable, Codable, CustomStringConvertible {
     /// The UUID.
-    public let uuid: UUID
-    /// Wraps a UUID; a fresh random one by default.
-    public init(_ uuid: UUID = UUID()) { self.uuid = uuid }
+    var uuid: UUID { get }
+    /// Wraps a UUID.
+    init(_ uuid: UUID)
+}
+
+extension UUIDIdentifier {
     /// Parses a UUID string.
     public init?(_ string: String) {
         guard let uuid = UUID(uuidString: string) else { return nil }
-        self.uuid = uuid
+        self.init(uuid)
     }
     public var description: String { uuid.uuidString.lowercased() }
-    public init(from decoder: any Decoder) throws { uuid = try decoder.decodeUUID() }
+    public init(from decoder: any Decoder) throws { self.init(try decoder.decodeUUID()) }
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
     }
+}
+
+/// The identifier of one event: a UUID, and the idempotency key every store write is keyed by.
+public struct EventID: UUIDIdentifier {
+    public let uuid: UUID
+    /// Wraps a UUID; a fresh random one by default.
+    public init(_ uuid: UUID = UUID()) { self.uuid = uuid }
 }
 
 /// The identifier of one execution (one run of a scenario).
-public struct ExecutionID: Hashable, Sendable, Codable, CustomStringConvertible {
-    /// The UUID.
+public struct ExecutionID: UUIDIdentifier {
     public let uuid: UUID
     /// Wraps a UUID; a fresh random one by default.
     public init(_ uuid: UUID = UUID()) { self.uuid = uuid }
-    /// Parses a UUID string.
-    public init?(_ string: String) {
-        guard let uuid = UUID(uuidString: string) else { return nil }
-        self.uuid = uuid
-    }
-    public var description: String { uuid.uuidString.lowercased() }
-    public init(from decoder: any Decoder) throws { uuid = try decoder.decodeUUID() }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }
 
 /// The identifier of an uploaded attachment; chosen by the uploader so that a retried upload is idempotent.
-public struct AttachmentID: Hashable, Sendable, Codable, CustomStringConvertible {
-    /// The UUID.
+public struct AttachmentID: UUIDIdentifier {
     public let uuid: UUID
     /// Wraps a UUID; a fresh random one by default.
     public init(_ uuid: UUID = UUID()) { self.uuid = uuid }
-    /// Parses a UUID string.
-    public init?(_ string: String) {
-        guard let uuid = UUID(uuidString: string) else { return nil }
-        self.uuid = uuid
-    }
-    public var description: String { uuid.uuidString.lowercased() }
-    public init(from decoder: any Decoder) throws { uuid = try decoder.decodeUUID() }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }
 
 /// The identity of an agent's `seq` counter: created with the agent's spool, replaced only when the spool is lost.
 ///
 /// `seq` values are comparable only within one epoch; a new epoch starts again at 1.
-public struct SequenceEpoch: Hashable, Sendable, Codable, CustomStringConvertible {
-    /// The UUID.
+public struct SequenceEpoch: UUIDIdentifier {
     public let uuid: UUID
     /// Wraps a UUID; a fresh random one by default.
     public init(_ uuid: UUID = UUID()) { self.uuid = uuid }
-    /// Parses a UUID string.
-    public init?(_ string: String) {
-        guard let uuid = UUID(uuidString: string) else { return nil }
-        self.uuid = uuid
-    }
-    public var description: String { uuid.uuidString.lowercased() }
-    public init(from decoder: any Decoder) throws { uuid = try decoder.decodeUUID() }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }
 
 /// Checks a name used inside queue names and routing keys: 1–128 ASCII letters, digits, `.`, `_`, `-`, starting
@@ -97,29 +71,38 @@ func nameProblem(_ value: String) -> String? {
     return nil
 }
 
-/// The name of a test machine, as its agent registers it. It appears in queue names, so its alphabet is restricted
-/// (see `docs/protocol.md`, "Names").
-public struct MachineName: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {
+/// A name that appears inside queue names and routing keys, so its alphabet is restricted (see
+/// `docs/protocol.md`, "Names").
+public protocol RestrictedName: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {
+    /// What the name names, for error messages: "machine name".
+    static var kind: String { get }
     /// The name.
-    public let rawValue: String
-    /// Validates a machine name; nil when it breaks the naming rule.
+    var rawValue: String { get }
+    /// Wraps a name without checking it.
+    ///
+    /// - Important: No check is made: for input, use `init?(_:)` or `init(validating:)`.
+    init(unchecked rawValue: String)
+}
+
+extension RestrictedName {
+    /// Validates a name; nil when it breaks the naming rule.
     public init?(_ rawValue: String) {
         guard nameProblem(rawValue) == nil else { return nil }
-        self.rawValue = rawValue
+        self.init(unchecked: rawValue)
     }
-    /// Validates a machine name, explaining the problem.
+    /// Validates a name, explaining the problem.
     public init(validating rawValue: String) throws(WireError) {
         if let problem = nameProblem(rawValue) {
-            throw WireError(code: .invalidValue, path: "", reason: "machine name \(problem)")
+            throw WireError(code: .invalidValue, path: "", reason: "\(Self.kind) \(problem)")
         }
-        self.rawValue = rawValue
+        self.init(unchecked: rawValue)
     }
     public var description: String { rawValue }
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
     public init(from decoder: any Decoder) throws {
         let raw = try decoder.singleValueContainer().decode(String.self)
-        if let problem = nameProblem(raw) { throw WireError.invalid(decoder.wirePath, "machine name \(problem)") }
-        rawValue = raw
+        if let problem = nameProblem(raw) { throw WireError.invalid(decoder.wirePath, "\(Self.kind) \(problem)") }
+        self.init(unchecked: raw)
     }
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
@@ -127,33 +110,18 @@ public struct MachineName: Hashable, Sendable, Codable, Comparable, CustomString
     }
 }
 
-/// The name of a pool of machines; each group has its own queue.
-public struct GroupName: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {
-    /// The name.
+/// The name of a test machine, as its agent registers it.
+public struct MachineName: RestrictedName {
+    public static let kind = "machine name"
     public let rawValue: String
-    /// Validates a group name; nil when it breaks the naming rule.
-    public init?(_ rawValue: String) {
-        guard nameProblem(rawValue) == nil else { return nil }
-        self.rawValue = rawValue
-    }
-    /// Validates a group name, explaining the problem.
-    public init(validating rawValue: String) throws(WireError) {
-        if let problem = nameProblem(rawValue) {
-            throw WireError(code: .invalidValue, path: "", reason: "group name \(problem)")
-        }
-        self.rawValue = rawValue
-    }
-    public var description: String { rawValue }
-    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
-    public init(from decoder: any Decoder) throws {
-        let raw = try decoder.singleValueContainer().decode(String.self)
-        if let problem = nameProblem(raw) { throw WireError.invalid(decoder.wirePath, "group name \(problem)") }
-        rawValue = raw
-    }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// The name of a pool of machines; each group has its own queue.
+public struct GroupName: RestrictedName {
+    public static let kind = "group name"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
 }
 
 /// Checks a definition identifier (test, suite, scenario): 1–256 bytes, no control characters.
