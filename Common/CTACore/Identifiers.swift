@@ -134,67 +134,53 @@ func identifierProblem(_ value: String) -> String? {
     return nil
 }
 
-/// The identifier of a test definition; unique within an execution.
-public struct TestID: Hashable, Sendable, Codable, CustomStringConvertible {
+/// A definition identifier (test, suite, scenario): free text of 1–256 bytes without control characters.
+public protocol DefinitionIdentifier: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// What it identifies, for error messages: "test id".
+    static var kind: String { get }
     /// The identifier.
-    public let rawValue: String
+    var rawValue: String { get }
+    /// Wraps an identifier without checking it.
+    ///
+    /// - Important: No check is made: for input, use `init?(_:)`.
+    init(unchecked rawValue: String)
+}
+
+extension DefinitionIdentifier {
     /// Validates an identifier; nil when it is empty, too long or holds control characters.
     public init?(_ rawValue: String) {
         guard identifierProblem(rawValue) == nil else { return nil }
-        self.rawValue = rawValue
+        self.init(unchecked: rawValue)
     }
     public var description: String { rawValue }
     public init(from decoder: any Decoder) throws {
         let raw = try decoder.singleValueContainer().decode(String.self)
-        if let problem = identifierProblem(raw) { throw WireError.invalid(decoder.wirePath, "test id \(problem)") }
-        rawValue = raw
+        if let problem = identifierProblem(raw) { throw WireError.invalid(decoder.wirePath, "\(Self.kind) \(problem)") }
+        self.init(unchecked: raw)
     }
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(rawValue)
     }
+}
+
+/// The identifier of a test definition; unique within an execution.
+public struct TestID: DefinitionIdentifier {
+    public static let kind = "test id"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
 }
 
 /// The identifier of a test suite definition.
-public struct SuiteID: Hashable, Sendable, Codable, CustomStringConvertible {
-    /// The identifier.
+public struct SuiteID: DefinitionIdentifier {
+    public static let kind = "suite id"
     public let rawValue: String
-    /// Validates an identifier; nil when it is empty, too long or holds control characters.
-    public init?(_ rawValue: String) {
-        guard identifierProblem(rawValue) == nil else { return nil }
-        self.rawValue = rawValue
-    }
-    public var description: String { rawValue }
-    public init(from decoder: any Decoder) throws {
-        let raw = try decoder.singleValueContainer().decode(String.self)
-        if let problem = identifierProblem(raw) { throw WireError.invalid(decoder.wirePath, "suite id \(problem)") }
-        rawValue = raw
-    }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
 }
 
 /// The identifier of a scenario definition.
-public struct ScenarioID: Hashable, Sendable, Codable, CustomStringConvertible {
-    /// The identifier.
+public struct ScenarioID: DefinitionIdentifier {
+    public static let kind = "scenario id"
     public let rawValue: String
-    /// Validates an identifier; nil when it is empty, too long or holds control characters.
-    public init?(_ rawValue: String) {
-        guard identifierProblem(rawValue) == nil else { return nil }
-        self.rawValue = rawValue
-    }
-    public var description: String { rawValue }
-    public init(from decoder: any Decoder) throws {
-        let raw = try decoder.singleValueContainer().decode(String.self)
-        if let problem = identifierProblem(raw) {
-            throw WireError.invalid(decoder.wirePath, "scenario id \(problem)")
-        }
-        rawValue = raw
-    }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
 }
