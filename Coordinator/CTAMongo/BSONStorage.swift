@@ -103,11 +103,21 @@ extension BSONDocument {
         self = try BSONDocument(borrowing: made)
     }
 
-    /// Relaxed extended JSON, for logs and for people.
+    /// Relaxed extended JSON, for logs and for people (numbers print plainly, so int32 and int64 look alike).
     public var extendedJSON: String {
         withBSON(self) { pointer in
             var length = 0
             guard let chars = bson_as_relaxed_extended_json(pointer, &length) else { return "{}" }
+            defer { bson_free(chars) }
+            return String(cString: chars)
+        }
+    }
+
+    /// Canonical extended JSON: every BSON type spelled out, so ``init(extendedJSON:)`` gives back this document.
+    public var canonicalExtendedJSON: String {
+        withBSON(self) { pointer in
+            var length = 0
+            guard let chars = bson_as_canonical_extended_json(pointer, &length) else { return "{}" }
             defer { bson_free(chars) }
             return String(cString: chars)
         }

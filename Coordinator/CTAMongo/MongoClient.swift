@@ -7,7 +7,28 @@ internal import CMongoC
 /// `mongoc_init()` must run once per process before any other libmongoc call; Swift initialises globals
 /// lazily and exactly once (with `swift_once`), which is the guard. `mongoc_cleanup()` is never called:
 /// the library stays initialised until the process exits.
-private let mongocInitialized: Void = { mongoc_init() }()
+///
+/// libmongoc's own log lines (it prints them to stderr by default) go to `libmongocLogger` instead:
+/// warnings and errors at `info`, the rest at `debug` and `trace`.
+private let mongocInitialized: Void = {
+    mongoc_log_set_handler(
+        { level, domain, message, _ in
+            let swiftLevel: Logger.Level
+            switch level {
+            case MONGOC_LOG_LEVEL_ERROR, MONGOC_LOG_LEVEL_CRITICAL, MONGOC_LOG_LEVEL_WARNING: swiftLevel = .info
+            case MONGOC_LOG_LEVEL_MESSAGE, MONGOC_LOG_LEVEL_INFO: swiftLevel = .debug
+            default: swiftLevel = .trace
+            }
+            guard libmongocLogger.logLevel <= swiftLevel else { return }
+            libmongocLogger.log(
+                level: swiftLevel, "\(message.map { String(cString: $0) } ?? "")",
+                metadata: ["cta.mongo.log_domain": "\(domain.map { String(cString: $0) } ?? "")"])
+        }, nil)
+    mongoc_init()
+}()
+
+/// Where libmongoc's log lines go (see `mongocInitialized`).
+private let libmongocLogger = Logger(label: "cta.mongo.libmongoc")
 
 /// A MongoDB client: a pool of connections from a URI, on which databases and collections are used.
 ///
