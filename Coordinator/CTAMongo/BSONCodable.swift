@@ -166,17 +166,14 @@ final class _BSONEncoder: Encoder {
         return try encoder.finish()
     }
 
+    /// The Foundation types BSON stores natively. (ObjectId, BSONDocument and BSONValue recognise this encoder
+    /// in their own `encode(to:)`.) Type identity is compared first: it is much cheaper than dynamic casts.
     private static func native<T: Encodable>(_ value: T) -> BSONValue? {
-        switch value {
-        case let v as Date: .date(v)
-        case let v as Data: .binary(subtype: 0, v)
-        case let v as UUID: .uuid(v)
-        case let v as ObjectId: .objectId(v)
-        case let v as BSONDocument: .document(v)
-        case let v as BSONValue: v
-        case let v as URL: .string(v.absoluteString)
-        default: nil
-        }
+        if T.self == Date.self { return .date(value as! Date) }
+        if T.self == Data.self { return .binary(subtype: 0, value as! Data) }
+        if T.self == UUID.self { return .uuid(value as! UUID) }
+        if T.self == URL.self { return .string((value as! URL).absoluteString) }
+        return nil
     }
 
     func encodeBSONValue(_ value: BSONValue) {

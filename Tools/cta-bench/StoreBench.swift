@@ -57,6 +57,9 @@ struct StoreBench: AsyncParsableCommand {
     @Option(help: "Rounds per side.")
     var rounds: Int = 3
 
+    @Option(help: "Threads of CTA's client that run blocking libmongoc calls.")
+    var threads: Int = MongoClient.Configuration(uri: "").threadCount
+
     @Option(help: "Only these figures (comma-separated: insert_one,insert_many,find_one_indexed).")
     var only: String?
 
@@ -73,7 +76,7 @@ struct StoreBench: AsyncParsableCommand {
         let figures = Set((only ?? "insert_one,insert_many,find_one_indexed").split(separator: ",").map(String.init))
         var logger = Logger(label: "cta.bench.store")
         logger.logLevel = .warning
-        let client = try MongoClient(uri: uri, logger: logger)
+        let client = try MongoClient(configuration: .init(uri: uri, threadCount: threads), logger: logger)
         let databaseName = "cta_bench_" + UUID().uuidString.prefix(8).lowercased()
         let database = client.database(databaseName)
         try await client.ping()
