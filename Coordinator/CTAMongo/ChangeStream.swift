@@ -121,7 +121,8 @@ public struct ChangeEvent<Document: Decodable & Sendable>: Sendable {
 /// Iterate it once. Waiting for the next change blocks a thread in libmongoc (up to `maxAwaitTime` per
 /// round trip); each stream has one thread of its own for that, never the cooperative pool.
 ///
-/// It ends (`next()` returns `nil`) when ``close()`` is called or the iterating task is cancelled; the
+/// It ends (`next()` returns `nil`) when ``close()`` is called, the iterating task is cancelled, the client
+/// is shut down, or after an `invalidate` event; the
 /// cursor and its connection are then released, which takes at most `maxAwaitTime`. A server or
 /// connection error is thrown once, and ends the stream; a ``MongoError/Code/decoding`` error (a
 /// `fullDocument` that does not decode as `Document`) is thrown for that event only, and iteration may go on.
@@ -171,6 +172,7 @@ public final class ChangeStream<Document: Decodable & Sendable>: AsyncSequence, 
 final class ChangeStreamCore: @unchecked Sendable {
     let collectionName: String
     private let thread: NIOThreadPool
+    private let registry: StreamRegistry
     private var pool: ClientPool?
     private var client: OpaquePointer?
     private var collection: OpaquePointer?
@@ -182,18 +184,24 @@ final class ChangeStreamCore: @unchecked Sendable {
 
     var latestToken: ResumeToken? { token.withLock { $0 } }
 
-    private init(collectionName: String, thread: NIOThreadPool) {
+    private init(collectionName: String, thread: NIOThreadPool, registry: StreamRegistry) {
         self.collectionName = collectionName
         self.thread = thread
+        self.registry = registry
     }
 
     /// Opens a change stream on its own thread: pops a client and runs `mongoc_collection_watch`.
     static func open(
-        pool: ClientPool, database: String, collection: String, pipeline: BSONDocument, options: BSONDocument
+        client: MongoClient, database: String, collection: String, pipeline: BSONDocument, options: BSONDocument
     ) async throws -> ChangeStreamCore {
+        let pool = try client.currentPool()
         let thread = NIOThreadPool(numberOfThreads: 1)
         thread.start()
-        let core = ChangeStreamCore(collectionName: collection, thread: thread)
+        let core = ChangeStreamCore(collectionName: collection, thread: thread, registry: client.streams)
+        guard client.streams.add(core) else {
+            await core.close()
+            throw MongoError.clientClosed
+        }
         do {
             try await thread.runIfActive {
                 try core.openOnThread(
@@ -247,6 +255,9 @@ final class ChangeStreamCore: @unchecked Sendable {
             throw error
         }
         if result == nil { await close() }
+        // After `invalidate` (the collection was dropped or renamed) the server has closed the cursor: the
+        // event is returned, the next call ends the stream. Resume with `startAfter` its token.
+        if result?["operationType"] == "invalidate" { cancelled.withLock { $0 = true } }
         return result
     }
 
@@ -297,6 +308,7 @@ final class ChangeStreamCore: @unchecked Sendable {
     func close() async {
         cancelled.withLock { $0 = true }
         guard closing.withLock({ c -> Bool in defer { c = true }; return !c }) else { return }
+        registry.remove(self)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             thread.submit { _ in
                 self.releaseHandles()
@@ -310,6 +322,7 @@ final class ChangeStreamCore: @unchecked Sendable {
     func closeDetached() {
         cancelled.withLock { $0 = true }
         guard closing.withLock({ c -> Bool in defer { c = true }; return !c }) else { return }
+        registry.remove(self)
         thread.submit { _ in self.releaseHandles() }
         thread.shutdownGracefully { _ in }
     }
@@ -348,7 +361,7 @@ extension MongoCollection {
         options["maxAwaitTimeMS"] = .int64(max(1, ms))
         if let batchSize { options["batchSize"] = .int32(Int32(clamping: batchSize)) }
         let core = try await ChangeStreamCore.open(
-            pool: try database.client.currentPool(), database: database.name, collection: name,
+            client: database.client, database: database.name, collection: name,
             pipeline: ["pipeline": .array(pipeline.map { .document($0) })], options: options)
         return ChangeStream(core: core)
     }

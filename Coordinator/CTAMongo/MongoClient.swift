@@ -37,8 +37,8 @@ private let libmongocLogger = Logger(label: "cta.mongo.libmongoc")
 /// taken from the pool (`mongoc_client_pool_pop`) and given back inside one job on that pool, never held
 /// across an `await`.
 ///
-/// - Important: call ``shutdown()`` when done. It waits for running operations, then closes the connections
-///   off the caller's thread. Change streams keep the connection pool alive until they end.
+/// - Important: call ``shutdown()`` when done. It ends the client's open change streams, waits for running
+///   operations, then closes the connections off the caller's thread.
 public final class MongoClient: Sendable {
     /// How to connect.
     public struct Configuration: Sendable {
@@ -63,6 +63,8 @@ public final class MongoClient: Sendable {
     private let threads: BlockingLanes
     /// The connection pool; `nil` once shut down.
     private let pool: Locked<ClientPool?>
+    /// Change streams still open, closed by `shutdown()`.
+    let streams = StreamRegistry()
 
     /// Creates the client and its connection pool. No connection is made until the first operation.
     ///
@@ -96,12 +98,14 @@ public final class MongoClient: Sendable {
         _ = try await database("admin").runCommand(["ping": 1])
     }
 
-    /// Waits for running operations to finish, then closes the pool's connections (on a thread of its own,
-    /// since libmongoc may talk to the server while closing). Operations started afterwards throw
-    /// ``MongoError/Code/clientClosed``. Calling it again does nothing.
+    /// Ends the open change streams (their iterations return `nil`), waits for running operations to finish,
+    /// then closes the pool's connections (on a thread of its own, since libmongoc may talk to the server while
+    /// closing). Operations started afterwards throw ``MongoError/Code/clientClosed``. Calling it again does
+    /// nothing.
     public func shutdown() async throws {
         guard let pool = self.pool.withLock({ p -> ClientPool? in defer { p = nil }; return p }) else { return }
         logger.debug("MongoDB client shutting down")
+        for stream in streams.closeAll() { await stream.close() }
         try await threads.shutdown()
         // Release the pool on a thread that may block: if nothing else (a change stream) holds it, this is
         // where mongoc_client_pool_destroy runs.
@@ -253,6 +257,37 @@ final class BlockingLanes: Sendable {
 
     func shutdownDetached() {
         for lane in lanes { lane.shutdownGracefully { _ in } }
+    }
+}
+
+/// The change streams of a client that are still open, held weakly.
+final class StreamRegistry: Sendable {
+    private struct Entry: Sendable {
+        weak var core: ChangeStreamCore?
+    }
+
+    /// `nil` once closed: streams opened afterwards are refused.
+    private let entries = Locked<[ObjectIdentifier: Entry]?>([:])
+
+    /// Adds `core`; `false` when the client is shutting down.
+    func add(_ core: ChangeStreamCore) -> Bool {
+        entries.withLock { entries in
+            guard entries != nil else { return false }
+            entries?[ObjectIdentifier(core)] = Entry(core: core)
+            return true
+        }
+    }
+
+    func remove(_ core: ChangeStreamCore) {
+        _ = entries.withLock { $0?.removeValue(forKey: ObjectIdentifier(core)) }
+    }
+
+    /// Every open stream; streams opened from now on are refused.
+    func closeAll() -> [ChangeStreamCore] {
+        entries.withLock { entries in
+            defer { entries = nil }
+            return entries?.values.compactMap(\.core) ?? []
+        }
     }
 }
 

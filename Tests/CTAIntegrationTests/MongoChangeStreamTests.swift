@@ -144,6 +144,55 @@ struct MongoChangeStreamTests {
         }
     }
 
+    @Test("dropping the collection reports drop and invalidate, then the stream ends")
+    func invalidate() async throws {
+        try await withMongoDatabase { _, db in
+            let jobs = db.collection("jobs", as: Job.self)
+            try await jobs.insertOne(Job(_id: 1, state: "x"))
+            let stream = try await jobs.watch(maxAwaitTime: .milliseconds(200))
+            try await jobs.drop()
+            let ended = Task {
+                var kinds: [ChangeOperationType] = []
+                for try await event in stream { kinds.append(event.operationType) }
+                return kinds
+            }
+            let timeout = Task {
+                try await Task.sleep(for: .seconds(10))
+                ended.cancel()
+            }
+            let kinds = try await ended.value
+            timeout.cancel()
+            #expect(kinds == [.drop, .invalidate])
+        }
+    }
+
+    @Test("shutting the client down ends its open change streams and refuses new ones")
+    func shutdownEndsStreams() async throws {
+        let client = try MongoClient(uri: try ServiceEnvironment.requireMongoURI(), logger: Logger(label: "t"))
+        let jobs = client.database(ServiceEnvironment.uniqueName("cta-test")).collection("jobs", as: Job.self)
+        let stream = try await jobs.watch(maxAwaitTime: .milliseconds(300))
+        let consumer = Task {
+            var count = 0
+            for try await _ in stream { count += 1 }
+            return count
+        }
+        try await jobs.insertOne(Job(_id: 1, state: "x"))
+        try await Task.sleep(for: .milliseconds(500))
+        try await jobs.drop()
+        let clock = ContinuousClock()
+        let started = clock.now
+        try await client.shutdown()
+        let count = try await consumer.value
+        #expect(count >= 1)
+        #expect(clock.now - started < .seconds(3))
+        do {
+            _ = try await jobs.watch()
+            Issue.record("watch after shutdown should fail")
+        } catch let error as MongoError {
+            #expect(error.code == .clientClosed)
+        }
+    }
+
     @Test("a pipeline filters events; a full document that does not decode is a decoding error naming the field")
     func pipelineAndDecoding() async throws {
         try await withMongoDatabase { _, db in
