@@ -80,7 +80,7 @@ struct BSONKey: CodingKey {
         self.stringValue = String(intValue)
         self.intValue = intValue
     }
-    static let superKey = BSONKey(stringValue: "super")
+    static let superclass = BSONKey(stringValue: "super")
 }
 
 extension [any CodingKey] {
@@ -276,7 +276,7 @@ private struct BSONKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContaine
         return BSONUnkeyedEncodingContainer(buffer: nested, codingPath: codingPath + [key])
     }
 
-    mutating func superEncoder() -> any Encoder { superEncoder(key: BSONKey.superKey) }
+    mutating func superEncoder() -> any Encoder { superEncoder(key: BSONKey.superclass) }
     mutating func superEncoder(forKey key: Key) -> any Encoder { superEncoder(key: key) }
 
     private func superEncoder(key: any CodingKey) -> any Encoder {
@@ -565,7 +565,8 @@ private struct BSONKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContaine
     }
 
     func superDecoder() throws -> any Decoder {
-        _BSONDecoder(value: document[BSONKey.superKey.stringValue] ?? .null, codingPath: codingPath + [BSONKey.superKey])
+        _BSONDecoder(
+            value: document[BSONKey.superclass.stringValue] ?? .null, codingPath: codingPath + [BSONKey.superclass])
     }
 
     func superDecoder(forKey key: Key) throws -> any Decoder {

@@ -5,8 +5,8 @@
 // A `bson_t` is 128-byte aligned and must never move, so Swift never holds one by value: the owners below
 // hand out pointers only inside closures, which keeps the owner alive across the C call in release builds.
 
-import Foundation
 internal import CMongoC
+import Foundation
 
 // MARK: - Owners of bson_t
 

@@ -1,6 +1,5 @@
 public import Foundation
 
-
 /// One BSON value: what a field of a ``BSONDocument`` holds.
 ///
 /// Integer literals become `.int64`, floating-point literals `.double`, `nil` becomes `.null`; array and

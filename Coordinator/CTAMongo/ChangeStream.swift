@@ -1,7 +1,7 @@
+internal import CMongoC
 import Foundation
 import NIOCore
 import NIOPosix
-internal import CMongoC
 
 /// Where a change stream stands: save it, and start a later stream after it with
 /// ``MongoCollection/watch(_:fullDocumentOnUpdate:resumeAfter:startAfter:maxAwaitTime:batchSize:)``.
@@ -307,7 +307,7 @@ final class ChangeStreamCore: @unchecked Sendable {
     /// Releases the stream, the collection and the client (on the stream's thread), then stops the thread.
     func close() async {
         cancelled.withLock { $0 = true }
-        guard closing.withLock({ c -> Bool in defer { c = true }; return !c }) else { return }
+        guard !closing.exchange(true) else { return }
         registry.remove(self)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             thread.submit { _ in
@@ -321,7 +321,7 @@ final class ChangeStreamCore: @unchecked Sendable {
     /// `close()` for `deinit`: the same work, without waiting for it.
     func closeDetached() {
         cancelled.withLock { $0 = true }
-        guard closing.withLock({ c -> Bool in defer { c = true }; return !c }) else { return }
+        guard !closing.exchange(true) else { return }
         registry.remove(self)
         thread.submit { _ in self.releaseHandles() }
         thread.shutdownGracefully { _ in }

@@ -1,8 +1,8 @@
+internal import CMongoC
 import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
-internal import CMongoC
 
 /// `mongoc_init()` must run once per process before any other libmongoc call; Swift initialises globals
 /// lazily and exactly once (with `swift_once`), which is the guard. `mongoc_cleanup()` is never called:
@@ -103,7 +103,7 @@ public final class MongoClient: Sendable {
     /// closing). Operations started afterwards throw ``MongoError/Code/clientClosed``. Calling it again does
     /// nothing.
     public func shutdown() async throws {
-        guard let pool = self.pool.withLock({ p -> ClientPool? in defer { p = nil }; return p }) else { return }
+        guard let pool = self.pool.exchange(nil) else { return }
         logger.debug("MongoDB client shutting down")
         for stream in streams.closeAll() { await stream.close() }
         try await threads.shutdown()
@@ -134,7 +134,9 @@ public final class MongoClient: Sendable {
         } catch let error as MongoError {
             logger.debug(
                 "MongoDB operation failed",
-                metadata: ["cta.mongo.collection": "\(collection ?? "-")", "cta.mongo.error": "\(error.debugDescription)"])
+                metadata: [
+                    "cta.mongo.collection": "\(collection ?? "-")", "cta.mongo.error": "\(error.debugDescription)",
+                ])
             throw error
         } catch is NIOThreadPoolError.ThreadPoolInactive {
             throw MongoError.clientClosed
@@ -304,5 +306,13 @@ final class Locked<Value>: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return try body(&value)
+    }
+
+    /// Sets the value and returns the one it replaced.
+    func exchange(_ newValue: Value) -> Value {
+        withLock { value in
+            defer { value = newValue }
+            return value
+        }
     }
 }

@@ -1,16 +1,11 @@
-import Foundation
 internal import CMongoC
+import Foundation
 
 /// A collection whose documents are `Document` values, encoded and decoded with ``BSONEncoder`` and
 /// ``BSONDecoder``. Cheap to create and to copy; every operation runs on the client's thread pool.
 public struct MongoCollection<Document: Codable & Sendable>: Sendable {
     public let name: String
     public let database: MongoDatabase
-
-    init(name: String, database: MongoDatabase) {
-        self.name = name
-        self.database = database
-    }
 
     /// The same collection read and written as another type (for example a projection's shape).
     public func withType<T: Codable & Sendable>(_ type: T.Type) -> MongoCollection<T> {

@@ -205,7 +205,8 @@ extension MongoError {
         if case EncodingError.invalidValue(_, let context)? = error as? EncodingError {
             field = context.codingPath.dottedPath
         }
-        return MongoError(code: .invalidArgument, message: "cannot encode: \(error)", collection: collection, field: field)
+        return MongoError(
+            code: .invalidArgument, message: "cannot encode: \(error)", collection: collection, field: field)
     }
 
     static let clientClosed = MongoError(code: .clientClosed, message: "the client is shut down")

@@ -1,5 +1,5 @@
-public import Foundation
 internal import CMongoC
+public import Foundation
 
 /// A MongoDB ObjectId: 12 bytes, a timestamp, a per-process random value and a counter.
 ///
@@ -36,8 +36,12 @@ public struct ObjectId: Sendable, Hashable, Comparable, CustomStringConvertible 
     public var bytes: [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(12)
-        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: head >> UInt64(shift))) }
-        for shift in stride(from: 24, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: tail >> UInt32(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            out.append(UInt8(truncatingIfNeeded: head >> UInt64(shift)))
+        }
+        for shift in stride(from: 24, through: 0, by: -8) {
+            out.append(UInt8(truncatingIfNeeded: tail >> UInt32(shift)))
+        }
         return out
     }
 

@@ -59,7 +59,10 @@ struct MongoCollectionTests {
                 ["pool": "even"], sort: .descending("lastSeen"), skip: 2, limit: 3)
             #expect(page.map(\._id) == ["m14", "m12", "m10"])
 
-            struct NameOnly: Codable, Sendable { var name: String; var cores: Int? }
+            struct NameOnly: Codable, Sendable {
+                var name: String
+                var cores: Int?
+            }
             let names = try await machines.find(
                 [:], sort: .ascending("name"), projection: ["name": 1, "_id": 0], limit: 2, as: NameOnly.self)
             #expect(names.map(\.name) == ["host-0", "host-1"])
@@ -195,13 +198,15 @@ struct MongoCollectionTests {
             ])
             #expect(names == ["execution_1_createdAt_-1", "expire_results", "token_1"])
             let indexes = try await results.listIndexes()
-            let byName = Dictionary(uniqueKeysWithValues: indexes.compactMap { i in i["name"]?.stringValue.map { ($0, i) } })
+            let byName = Dictionary(
+                uniqueKeysWithValues: indexes.compactMap { i in i["name"]?.stringValue.map { ($0, i) } })
             #expect(Set(byName.keys) == ["_id_", "execution_1_createdAt_-1", "expire_results", "token_1"])
             #expect(byName["expire_results"]?["expireAfterSeconds"]?.intValue == 86_400)
             #expect(byName["execution_1_createdAt_-1"]?["key"]?.documentValue?.keys == ["execution", "createdAt"])
             #expect(byName["token_1"]?["unique"] == .bool(true))
             // Creating the same indexes again is not an error.
-            try await results.createIndex(IndexModel(keys: ["createdAt": 1], name: "expire_results", expireAfter: .seconds(86_400)))
+            try await results.createIndex(
+                IndexModel(keys: ["createdAt": 1], name: "expire_results", expireAfter: .seconds(86_400)))
         }
     }
 
@@ -210,7 +215,11 @@ struct MongoCollectionTests {
         try await withMongoDatabase { _, db in
             let machines = db.collection("machines", as: TestMachine.self)
             try await machines.insertMany((0..<12).map { machine($0, pool: ["a", "b", "c"][$0 % 3]) })
-            struct PoolCores: Codable, Sendable, Equatable { var _id: String; var total: Int; var count: Int }
+            struct PoolCores: Codable, Sendable, Equatable {
+                var _id: String
+                var total: Int
+                var count: Int
+            }
             let pools = try await machines.aggregate(
                 [
                     ["$match": ["cores": ["$gt": 1]]],
@@ -218,7 +227,11 @@ struct MongoCollectionTests {
                     ["$sort": ["_id": 1]],
                 ], as: PoolCores.self)
             // cores = i % 8 + 1; pool a: i = 0,3,6,9 → 1,4,7,2; b: 1,4,7,10 → 2,5,8,3; c: 2,5,8,11 → 3,6,1,4.
-            #expect(pools == [.init(_id: "a", total: 13, count: 3), .init(_id: "b", total: 18, count: 4), .init(_id: "c", total: 13, count: 3)])
+            #expect(
+                pools == [
+                    .init(_id: "a", total: 13, count: 3), .init(_id: "b", total: 18, count: 4),
+                    .init(_id: "c", total: 13, count: 3),
+                ])
             let raw = try await machines.aggregate([["$count": "n"]])
             #expect(raw.first?["n"]?.intValue == 12)
         }

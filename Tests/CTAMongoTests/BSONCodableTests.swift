@@ -126,9 +126,10 @@ struct BSONCodableTests {
         let back = try BSONDocument(extendedJSON: document.canonicalExtendedJSON)
         #expect(back == document)
 
-        let canonical = try BSONDocument(
-            extendedJSON: #"{"a": {"$numberLong": "5"}, "b": {"$numberInt": "7"}, "c": {"$date": {"$numberLong": "1500"}}, "d": null, "e": [true, 1.5]}"#
-        )
+        let canonicalJSON =
+            #"{"a": {"$numberLong": "5"}, "b": {"$numberInt": "7"}, "#
+            + #""c": {"$date": {"$numberLong": "1500"}}, "d": null, "e": [true, 1.5]}"#
+        let canonical = try BSONDocument(extendedJSON: canonicalJSON)
         #expect(canonical["a"] == .int64(5))
         #expect(canonical["b"] == .int32(7))
         #expect(canonical["c"] == .date(Date(timeIntervalSince1970: 1.5)))
@@ -138,7 +139,10 @@ struct BSONCodableTests {
 
     @Test("a null or missing optional decodes as nil; a present one as its value")
     func optionals() throws {
-        struct Opt: Codable, Equatable { var a: Int?; var b: String? }
+        struct Opt: Codable, Equatable {
+            var a: Int?
+            var b: String?
+        }
         let null: BSONDocument = ["a": .null]
         let present: BSONDocument = ["a": 5, "b": "x"]
         #expect(try null.decode(as: Opt.self) == Opt(a: nil, b: nil))
@@ -148,7 +152,11 @@ struct BSONCodableTests {
 
     @Test("numbers decode across BSON number types only when nothing is lost")
     func lenientNumbers() throws {
-        struct N: Codable { var i: Int; var d: Double; var s: Int32 }
+        struct N: Codable {
+            var i: Int
+            var d: Double
+            var s: Int32
+        }
         let mixed: BSONDocument = ["i": .int32(7), "d": .int64(3), "s": .double(4)]
         let ok = try mixed.decode(as: N.self)
         #expect(ok.i == 7 && ok.d == 3 && ok.s == 4)
@@ -161,9 +169,10 @@ struct BSONCodableTests {
     @Test("a decoding failure names the key path of the field")
     func decodingFailureNamesPath() throws {
         var document = try BSONDocument(encoding: sampleRun())
-        var steps = try #require(document["steps"].flatMap { v -> [BSONValue]? in
-            if case .array(let a) = v { a } else { nil }
-        })
+        var steps = try #require(
+            document["steps"].flatMap { v -> [BSONValue]? in
+                if case .array(let a) = v { a } else { nil }
+            })
         var second = try #require(steps[1].documentValue)
         second["status"] = .int32(3)
         steps[1] = .document(second)

@@ -19,7 +19,8 @@ struct MongoErrorTests {
     func duplicateKey() {
         let error = MongoError(
             domain: domainServer, code: 11000,
-            message: "E11000 duplicate key error collection: cta.machines index: name_1 dup key: { name: \"secret-host\" }",
+            message:
+                "E11000 duplicate key error collection: cta.machines index: name_1 dup key: { name: \"secret-host\" }",
             collection: "machines")
         #expect(error.code == .duplicateKey)
         #expect(error.serverCode == 11000)
