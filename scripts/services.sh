@@ -8,16 +8,18 @@
 #   scripts/services.sh stop-rabbitmq | start-rabbitmq | stop-mongo | start-mongo
 #   scripts/services.sh env              print the exports for the running services
 #
-# Environment: CTA_SERVICES_DIR (default .services/ in the project), CTA_AMQP_PORT (35672),
-# CTA_AMQPS_PORT (35671), CTA_RABBIT_DIST_PORT (35673), CTA_EPMD_PORT (34369), CTA_MONGO_PORT (37017).
+# Environment: CTA_SERVICES_DIR (default .services/ in the project), CTA_AMQP_PORT (21672),
+# CTA_AMQPS_PORT (21671), CTA_RABBIT_DIST_PORT (21673), CTA_EPMD_PORT (21369), CTA_MONGO_PORT (21017).
+# Keep ports below Linux's ephemeral range (32768-60999): a client reconnecting in a loop to a port in that
+# range while the server is down can connect to itself, and then holds the port the server needs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${CTA_SERVICES_DIR:-$ROOT/.services}"
-AMQP_PORT="${CTA_AMQP_PORT:-35672}"
-AMQPS_PORT="${CTA_AMQPS_PORT:-35671}"
-DIST_PORT="${CTA_RABBIT_DIST_PORT:-35673}"
-EPMD_PORT="${CTA_EPMD_PORT:-34369}"
-MONGO_PORT="${CTA_MONGO_PORT:-37017}"
+AMQP_PORT="${CTA_AMQP_PORT:-21672}"
+AMQPS_PORT="${CTA_AMQPS_PORT:-21671}"
+DIST_PORT="${CTA_RABBIT_DIST_PORT:-21673}"
+EPMD_PORT="${CTA_EPMD_PORT:-21369}"
+MONGO_PORT="${CTA_MONGO_PORT:-21017}"
 NODENAME="cta_${AMQP_PORT}@localhost"
 RABBIT_DIR="$DIR/rabbitmq"
 MONGO_DIR="$DIR/mongo"

@@ -17,6 +17,9 @@
 #include <stdint.h>
 #include <sys/time.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <string.h>
 
 /// A non-blocking eventfd that wakes a connection's thread when work is queued for it.
 static inline int cta_wakeup_fd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
@@ -85,6 +88,28 @@ static inline void cta_amqp_set_timeouts(amqp_connection_state_t state, long han
 static inline int cta_amqp_socket_open(amqp_socket_t *socket, const char *host, int port, long timeout_ms) {
     struct timeval timeout = cta_timeval_ms(timeout_ms);
     return amqp_socket_open_noblock(socket, host, port, &timeout);
+}
+
+/// 1 when the TCP socket is connected to itself (same local and peer address and port). Connecting in a loop to
+/// a local port in the ephemeral range while nothing listens there can end that way (TCP simultaneous open);
+/// such a "connection" must be dropped, or it keeps the port the server needs.
+static inline int cta_socket_is_self_connected(int fd) {
+    struct sockaddr_storage local, peer;
+    socklen_t local_len = sizeof local, peer_len = sizeof peer;
+    memset(&local, 0, sizeof local);
+    memset(&peer, 0, sizeof peer);
+    if (getsockname(fd, (struct sockaddr *)&local, &local_len) != 0) return 0;
+    if (getpeername(fd, (struct sockaddr *)&peer, &peer_len) != 0) return 0;
+    if (local.ss_family != peer.ss_family) return 0;
+    if (local.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&local, *b = (struct sockaddr_in *)&peer;
+        return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+    }
+    if (local.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&local, *b = (struct sockaddr_in6 *)&peer;
+        return a->sin6_port == b->sin6_port && memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
+    }
+    return 0;
 }
 
 static inline int cta_amqp_send_heartbeat(amqp_connection_state_t state) {

@@ -244,3 +244,6 @@ extension AMQPError {
         self.init(code, "broker closed the channel: \(text)", context: context, replyCode: close.reply_code)
     }
 }
+
+/// Whether a connected TCP socket is connected to itself; see `cta_socket_is_self_connected`.
+func isSelfConnected(fd: Int32) -> Bool { cta_socket_is_self_connected(fd) != 0 }

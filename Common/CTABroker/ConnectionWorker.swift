@@ -364,6 +364,10 @@ final class ConnectionWorker: @unchecked Sendable {
             if error.code != .tls { error.code = .connectionFailed }
             throw error
         }
+        if cta_socket_is_self_connected(amqp_get_sockfd(conn)) != 0 {
+            throw AMQPError(.connectionFailed, "the socket connected to itself: nothing listens on that port",
+                            context: "connect to \(target)")
+        }
 
         let heartbeatSeconds = Int32(clamping: configuration.heartbeat.components.seconds)
         let arguments = CArguments()

@@ -7,11 +7,11 @@ import Testing
 /// stopping it cannot disturb the tests that share the main one.
 @Suite("Broker restart", .serialized, .enabled(if: ServiceEnvironment.brokerEnabled, "needs the services script (scripts/services.sh)"))
 struct BrokerRestartTests {
-    static let port = 35_772
+    static let port = 22_672
     static let overrides: [String: String] = [
         "CTA_SERVICES_DIR": (ServiceEnvironment.environment["CTA_SERVICES_DIR"] ?? NSTemporaryDirectory()) + "/restart-node",
-        "CTA_AMQP_PORT": String(port), "CTA_AMQPS_PORT": "35771", "CTA_RABBIT_DIST_PORT": "35773",
-        "CTA_EPMD_PORT": "34469", "CTA_RABBIT_STOP_GRACE": "3",
+        "CTA_AMQP_PORT": String(port), "CTA_AMQPS_PORT": "22671", "CTA_RABBIT_DIST_PORT": "22673",
+        "CTA_EPMD_PORT": "22369", "CTA_RABBIT_STOP_GRACE": "3",
     ]
 
     @Test(.timeLimit(.minutes(3)))
