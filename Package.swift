@@ -44,6 +44,24 @@ let package = Package(
             swiftSettings: upcoming
         ),
 
+        // MARK: Agent
+        .target(
+            name: "CTAAgentCore",
+            dependencies: ["CTACore"],
+            path: "Agent/CTAAgentCore",
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "CTAAgent",
+            dependencies: [
+                "CTAAgentCore",
+                "CTACore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Agent/CTAAgent",
+            swiftSettings: upcoming
+        ),
+
         // MARK: Coordinator
         .systemLibrary(
             name: "CMongoC",
@@ -84,6 +102,8 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "CTACoreTests", dependencies: ["CTACore"], path: "Tests/CTACoreTests", swiftSettings: upcoming),
         .testTarget(name: "CTABrokerTests", dependencies: ["CTABroker"], path: "Tests/CTABrokerTests", swiftSettings: upcoming),
+        .testTarget(name: "CTAAgentCoreTests", dependencies: ["CTAAgentCore"], path: "Tests/CTAAgentCoreTests", swiftSettings: upcoming),
+        .testTarget(name: "CTAAgentTests", dependencies: ["CTAAgent"], path: "Tests/CTAAgentTests", swiftSettings: upcoming),
         .testTarget(name: "CTAMongoTests", dependencies: ["CTAMongo"], path: "Tests/CTAMongoTests", swiftSettings: upcoming),
         .testTarget(
             name: "CTAIntegrationTests",
