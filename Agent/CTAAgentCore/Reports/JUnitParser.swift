@@ -204,7 +204,7 @@ private final class JUnitReader: NSObject, XMLParserDelegate {
             suiteStack.append(
                 SuiteState(
                     name: name, path: name.isEmpty ? parent : parent + [name],
-                    durationMs: duration(attributes["time"])))
+                    durationMs: junitDuration(attributes["time"])))
         case "testcase" where testCase == nil:
             beginCase(attributes)
         case "failure", "error", "skipped", "disabled", "flakyFailure", "flakyError", "rerunFailure", "rerunError":
@@ -326,7 +326,7 @@ private final class JUnitReader: NSObject, XMLParserDelegate {
             classname: attributes["classname"].map { cleanName($0, limit: limits.name) }.flatMap {
                 $0.isEmpty ? nil : $0
             },
-            durationMs: duration(attributes["time"]),
+            durationMs: junitDuration(attributes["time"]),
             statusAttribute: attributes["status"]?.lowercased())
         if let time = attributes["time"], state.durationMs == nil { state.rawTime = time }
         for (key, value) in attributes where !["name", "classname", "time"].contains(key) {
@@ -529,7 +529,7 @@ private func firstLine(_ text: String?) -> String? {
 }
 
 /// A JUnit `time` attribute (seconds) as milliseconds; `nil` unless it is a finite, non-negative number.
-func duration(_ attribute: String?) -> Milliseconds? {
+func junitDuration(_ attribute: String?) -> Milliseconds? {
     guard let attribute else { return nil }
     let text = trimmed(attribute)
     guard !text.isEmpty, let seconds = Double(text), seconds.isFinite, seconds >= 0 else { return nil }

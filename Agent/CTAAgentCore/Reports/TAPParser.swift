@@ -305,14 +305,16 @@ struct TAPReader {
             }
             while levels.count > 1 && levels[levels.count - 1].indent > indent { closeChild() }
         }
-        var current = levels[levels.count - 1]
-        if indent > current.indent {
-            if case .yamlStart = kind, indent == current.indent + 2 {
-                yaml = YAMLBlock(indent: indent, level: levels.count - 1, target: current.annotatable)
+        // Only scalars are read from the current level: a copy of it would share its results array and make every
+        // later append copy that array.
+        let currentIndent = levels[levels.count - 1].indent
+        if indent > currentIndent {
+            if case .yamlStart = kind, indent == currentIndent + 2 {
+                yaml = YAMLBlock(indent: indent, level: levels.count - 1, target: levels[levels.count - 1].annotatable)
                 levels[levels.count - 1].annotatable = nil
                 return
             }
-            guard indent == current.indent + 4 else {
+            guard indent == currentIndent + 4 else {
                 ignoredLines += 1
                 return
             }
@@ -325,14 +327,13 @@ struct TAPReader {
             case .subtest(let name):
                 // `# Subtest: X` one level in names that level, unless the parent already named it (then X names
                 // the level below, as in the style that puts the comment at the parent's indentation).
-                if current.pendingSubtestName == nil {
+                if levels[levels.count - 1].pendingSubtestName == nil {
                     openChild(indent: indent, name: name)
                     return
                 }
                 openChild(indent: indent, name: nil)
             case .point, .plan, .bailOut, .version:
                 openChild(indent: indent, name: nil)
-                current = levels[levels.count - 1]
             }
         }
         handle(kind)
