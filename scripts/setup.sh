@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-APT_PACKAGES=(pkg-config librabbitmq-dev libmongoc-dev libbson-dev libssl-dev rabbitmq-server openssl python3-venv)
+APT_PACKAGES=(pkg-config libxml2 librabbitmq-dev libmongoc-dev libbson-dev libssl-dev rabbitmq-server openssl python3-venv)
 SECANTUS_VERSION="${CTA_SECANTUS_VERSION:-0.7.0b3}"
 
 missing=()
