@@ -52,7 +52,8 @@ struct RunnerTerminationTests {
         defer { sandbox.cleanUp() }
         let pidFile = sandbox.root + "/pids"
         let stage = Stage(
-            name: "stubborn", run: "trap '' TERM; sleep 30 & echo $! > \(pidFile); sleep 30", timeoutMs: Milliseconds(200))
+            name: "stubborn", run: "trap '' TERM; sleep 30 & echo $! > \(pidFile); sleep 30",
+            timeoutMs: Milliseconds(200))
         let outcome = await testRunner(grace: .milliseconds(500)).run(stage, in: sandbox.context())
         #expect(outcome.timedOut)
         #expect(outcome.killed)
@@ -141,7 +142,10 @@ struct RunnerTerminationTests {
 func waitUntil(_ condition: () -> Bool) async throws {
     let deadline = ContinuousClock.now + .seconds(5)
     while !condition() {
-        if ContinuousClock.now > deadline { Issue.record("condition not met in time"); return }
+        if ContinuousClock.now > deadline {
+            Issue.record("condition not met in time")
+            return
+        }
         try await Task.sleep(for: .milliseconds(20))
     }
 }

@@ -25,8 +25,10 @@ struct RunnerSandbox {
         }
     }
 
-    func context(execution: ExecutionID = ExecutionID(), test: String = "t1", testEnv: [String: String] = [:],
-                 executionEnv: [String: String] = [:]) -> StageContext {
+    func context(
+        execution: ExecutionID = ExecutionID(), test: String = "t1", testEnv: [String: String] = [:],
+        executionEnv: [String: String] = [:]
+    ) -> StageContext {
         StageContext(
             executionID: execution, testID: TestID(unchecked: test), workDirectory: work,
             artifactsDirectory: artifacts, logDirectory: logs, executionEnvironment: executionEnv,

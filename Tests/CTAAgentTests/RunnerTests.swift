@@ -50,15 +50,17 @@ struct RunnerBasicsTests {
             execution: execution, test: "login test",
             testEnv: ["LAYER": "test", "TEST_ONLY": "t"], executionEnv: ["LAYER": "execution", "EXEC_ONLY": "e"])
         let stage = Stage(
-            name: "env", run: #"printf '%s|' "$CTA_EXECUTION_ID" "$CTA_TEST_ID" "$CTA_STAGE" "$CTA_WORK_DIR" "#
+            name: "env",
+            run: #"printf '%s|' "$CTA_EXECUTION_ID" "$CTA_TEST_ID" "$CTA_STAGE" "$CTA_WORK_DIR" "#
                 + #""$CTA_ARTIFACTS_DIR" "$LAYER" "$TEST_ONLY" "$EXEC_ONLY" "$CTA_BASE"; pwd -P"#,
             cwd: "sub/dir", env: ["LAYER": "stage", "CTA_STAGE": "overridden?"])
         let outcome = await testRunner().run(stage, in: context)
         #expect(outcome.succeeded)
         let realWork = URL(fileURLWithPath: sandbox.work).resolvingSymlinksInPath().path
-        let expected = [
-            execution.description, "login test", "env", sandbox.work, sandbox.artifacts, "stage", "t", "e", "base",
-        ].joined(separator: "|") + "|" + realWork + "/sub/dir\n"
+        let expected =
+            [
+                execution.description, "login test", "env", sandbox.work, sandbox.artifacts, "stage", "t", "e", "base",
+            ].joined(separator: "|") + "|" + realWork + "/sub/dir\n"
         #expect(readText(outcome.log.path) == expected)
     }
 

@@ -64,7 +64,8 @@ struct RunnerVolumeTests {
             for index in 0..<20 {
                 group.addTask {
                     let stage = Stage(
-                        name: "stage-\(index)", run: "echo \"$CTA_STAGE\"; seq 1 2000 >&2; sleep 0.2; exit \(index % 4)")
+                        name: "stage-\(index)", run: "echo \"$CTA_STAGE\"; seq 1 2000 >&2; sleep 0.2; exit \(index % 4)"
+                    )
                     return (index, await runner.run(stage, in: context))
                 }
             }

@@ -9,7 +9,8 @@ import Synchronization
 private typealias Pipe2Function = @convention(c) (UnsafeMutablePointer<Int32>?, Int32) -> Int32
 private typealias AddChdirFunction =
     @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, UnsafePointer<CChar>?) -> Int32
-private typealias AddClosefromFunction = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
+private typealias AddClosefromFunction =
+    @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
 
 /// The GNU extensions found in the running C library.
 private struct GNUExtensions: Sendable {
@@ -95,8 +96,10 @@ func spawnInNewProcessGroup(_ request: SpawnRequest) -> Result<pid_t, SystemErrn
     var arguments = [request.shell, "-c", request.command]
     if extensions.addChdir == nil {
         // Portable fallback: the shell changes directory itself before running the command.
-        arguments = [request.shell, "-c", "cd -- \"$1\" || exit 126; exec \"$0\" -c \"$2\"", request.shell,
-                     request.directory, request.command]
+        arguments = [
+            request.shell, "-c", "cd -- \"$1\" || exit 126; exec \"$0\" -c \"$2\"", request.shell,
+            request.directory, request.command,
+        ]
     }
 
     var actions = posix_spawn_file_actions_t()

@@ -1,7 +1,7 @@
 public import CTACore
 public import Foundation
-public import Logging
 import Glibc
+public import Logging
 import Synchronization
 
 /// Runs one ``CTACore/Stage`` as a child process and reports a ``StageOutcome``.
@@ -215,7 +215,8 @@ public struct StageContext: Sendable {
     /// replaced by `_`.
     public static func logBaseName(for stage: Stage) -> String {
         let safe = stage.name.unicodeScalars.map { scalar -> Character in
-            let allowed = ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar)
+            let allowed =
+                ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar)
                 || ("0"..."9").contains(scalar) || scalar == "." || scalar == "_" || scalar == "-"
             return allowed ? Character(scalar) : "_"
         }

@@ -208,8 +208,9 @@ final class StageSupervisor {
                 writeLog()
                 nextFlush = now + configuration.flushInterval
             }
-            advance(main: main, now: now, timeoutDeadline: timeoutDeadline, environment: environment,
-                    directory: directory)
+            advance(
+                main: main, now: now, timeoutDeadline: timeoutDeadline, environment: environment,
+                directory: directory)
         }
         main.closeStreams()
 
@@ -245,7 +246,8 @@ final class StageSupervisor {
         case .running:
             if let status = main.status {
                 if main.group.hasLiveMembers {
-                    note("the command ended (\(describe(status))); SIGTERM to what it left in process group \(main.pid)")
+                    note(
+                        "the command ended (\(describe(status))); SIGTERM to what it left in process group \(main.pid)")
                     main.group.signal(SIGTERM)
                     phase = .terminating(deadline: now + configuration.gracePeriod)
                 } else {
@@ -315,7 +317,8 @@ final class StageSupervisor {
             if main.ended, !main.group.hasLiveMembers {
                 phase = .draining(deadline: now + configuration.drainTimeout)
             } else if now >= deadline {
-                note("grace period of \(describe(configuration.gracePeriod)) over; SIGKILL to process group \(main.pid)")
+                note(
+                    "grace period of \(describe(configuration.gracePeriod)) over; SIGKILL to process group \(main.pid)")
                 logger.info("killing stage process group", metadata: ["cta.stage.pid": "\(main.pid)"])
                 main.group.signal(SIGKILL)
                 killed = true
@@ -455,8 +458,9 @@ final class StageSupervisor {
         unlink(spill.path)  // a spill file from an earlier run of the same stage would mislead
         logFD = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard logFD >= 0 else {
-            return StageLaunchError(.logUnavailable, "could not create the log file \(logPath)",
-                                    detail: SystemErrno(errno).description)
+            return StageLaunchError(
+                .logUnavailable, "could not create the log file \(logPath)",
+                detail: SystemErrno(errno).description)
         }
         return nil
     }
