@@ -110,9 +110,10 @@ public final class Spool: Sendable {
         }
     }
 
-    /// The highest `seq` assigned so far and how many records wait for an acknowledgement.
-    public func state() async throws(SpoolError) -> (lastSeq: UInt64, pending: Int, size: Int) {
-        try await perform { core in (core.lastSeq, core.pendingCount, core.size) }
+    /// The highest `seq` assigned so far, how many records wait for an acknowledgement, the bytes the segments
+    /// hold, and how many commits (syncs of a segment) were made since the spool was opened.
+    public func state() async throws(SpoolError) -> (lastSeq: UInt64, pending: Int, size: Int, commits: Int) {
+        try await perform { core in (core.lastSeq, core.pendingCount, core.size, core.commits) }
     }
 
     /// Syncs the acknowledgements written so far.

@@ -24,9 +24,10 @@ public import Logging
 /// begins at `seq` 1 (logged as a warning). Every finding is in ``recovery``; no bad file makes the open crash.
 ///
 /// **Acknowledgements** are appended to the segment's `.acks` file as they come, without a sync, and synced every
-/// ``SpoolConfiguration/acknowledgementSyncInterval`` entries and on ``close()``. Replay bound: after a process crash
-/// no acknowledged record is replayed; after a power loss at most `acknowledgementSyncInterval` records are.
-/// Receivers deduplicate these by event id.
+/// ``SpoolConfiguration/acknowledgementSyncInterval`` entries, on ``sync()``, on ``close()`` and when the spool is
+/// opened again. Replay bound: after a process crash no acknowledged record is replayed; after a power loss at most
+/// `acknowledgementSyncInterval - 1` records acknowledged since the last sync are. Receivers deduplicate these by
+/// event id. Opening also syncs every segment, so a record that recovery hands out cannot vanish later.
 ///
 /// **Failures.** A write that fails (`ENOSPC`, `EIO`…) is cut back off the segment and thrown; the spool stays
 /// usable. A failed `fdatasync` leaves the page cache in an unknown state (the kernel may drop the dirty pages), so
@@ -243,6 +244,7 @@ public final class SpoolCore {
             active.size += staged.count
             totalSize += staged.count
             pendingTotal += stagedRecords.count
+            commits += 1
             staged.removeAll(keepingCapacity: staged.capacity <= 1 << 20)
             stagedRecords.removeAll(keepingCapacity: true)
         } catch {
@@ -269,6 +271,9 @@ public final class SpoolCore {
 
     /// The bytes the segment files hold.
     public var size: Int { totalSize }
+
+    /// How many commits (each one `fdatasync` of a segment) the spool made since it was opened.
+    public private(set) var commits = 0
 
     /// Up to `limit` unacknowledged records with a `seq` greater than `after`, in `seq` order.
     public func pending(after: UInt64 = 0, limit: Int = .max) throws(SpoolError) -> [SpoolRecord] {
@@ -656,11 +661,13 @@ public final class SpoolCore {
                 SpoolDamage(kind: .tornTail, file: name, offset: offset, length: bytes.count - offset, missingSeqs: nil))
             if isNewest {
                 try file.truncate(to: offset)
-                try file.sync()
                 segment.size = offset
             }
             break
         }
+        // A record whose append never returned may still sit unsynced in the page cache. Once the spool hands it
+        // out, it must not vanish in a later power loss (its seq would be given out again), so sync it now.
+        try file.sync()
         segment.pending = segment.seqs.count
         lastSeen = max(previous, lastSeen)
         return segment
@@ -688,6 +695,7 @@ public final class SpoolCore {
         while segment.firstPending < segment.seqs.count && segment.acknowledged[segment.firstPending] {
             segment.firstPending += 1
         }
+        try file.sync()  // entries a crashed process wrote unsynced: the replay bound starts afresh
         segment.acknowledgements = file
         segment.acknowledgementsSize = decoded.wholeBytes
     }
