@@ -25,7 +25,9 @@ struct SpoolConcurrencyTests {
                             mine += Array(range)
                         } else {
                             mine.append(
-                                try await spool.append { epoch, seq in testPayload(epoch: epoch, seq: seq, size: 100 + task) })
+                                try await spool.append { epoch, seq in
+                                    testPayload(epoch: epoch, seq: seq, size: 100 + task)
+                                })
                         }
                     }
                     return mine

@@ -9,9 +9,9 @@ import Testing
 @Suite("Spool: measurement", .serialized)
 struct SpoolMeasurementTests {
     #if DEBUG
-    static let scale = 1
+        static let scale = 1
     #else
-    static let scale = 4
+        static let scale = 4
     #endif
 
     private func rate(_ count: Int, _ elapsed: Duration) -> String {
@@ -67,7 +67,8 @@ struct SpoolMeasurementTests {
         print("spool measurement, 200-byte records:")
         print("  single append (1 sync each):          \(rate(single, singleTime))")
         print("  append(count: 100) (group commit):    \(rate(batches * 100, groupTime))")
-        print("  facade, \(tasks) concurrent tasks:       \(rate(tasks * perTask, facadeTime)), \(state.commits) commits")
+        print(
+            "  facade, \(tasks) concurrent tasks:       \(rate(tasks * perTask, facadeTime)), \(state.commits) commits")
         print("  acknowledge (in order):               \(rate(batches * 100, ackTime))")
     }
 }

@@ -103,7 +103,8 @@ struct SpoolModelTests {
                 let tail =
                     Bool.random(using: &random)
                     ? Array(record.prefix(Int.random(in: 1..<record.count, using: &random)))
-                    : (0..<Int.random(in: 1...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+                    : (0..<Int.random(in: 1...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random)
+                    }
                 SpoolFiles.append(tail, to: segment)
                 spool = try reopen("torn tail")
                 #expect(spool!.recovery.damage.allSatisfy { $0.kind == .tornTail }, "\(spool!.recovery.damage)")

@@ -9,7 +9,9 @@ import Testing
 struct SpoolRecoveryTests {
     /// Writes `count` records, closes the spool, and returns the newest segment's path and the byte offset at which
     /// each record starts.
-    private func prepare(_ dir: TemporaryDirectory, count: Int, size: Int = 64) throws -> (segment: String, starts: [Int]) {
+    private func prepare(_ dir: TemporaryDirectory, count: Int, size: Int = 64) throws -> (
+        segment: String, starts: [Int]
+    ) {
         let spool = try openCore(dir.spool)
         var starts: [Int] = []
         for _ in 0..<count {
@@ -20,7 +22,9 @@ struct SpoolRecoveryTests {
         return (try #require(SpoolFiles.newestSegment(in: dir.spool)), starts)
     }
 
-    @Test("a record cut off mid-write is truncated away with a warning, the others are replayed", arguments: [1, 10, 19, 40, 83])
+    @Test(
+        "a record cut off mid-write is truncated away with a warning, the others are replayed",
+        arguments: [1, 10, 19, 40, 83])
     func tornTail(cut: Int) throws {
         let dir = TemporaryDirectory()
         let (segment, starts) = try prepare(dir, count: 5)
@@ -43,7 +47,9 @@ struct SpoolRecoveryTests {
         #expect(try again.pendingSeqs() == [1, 2, 3, 4, 5])
     }
 
-    @Test("garbage after the last record is cut off", arguments: [[UInt8](repeating: 0, count: 4096), [0xFF, 0x53, 0x50, 0x4C, 9, 9], Array("{\"half\":".utf8)])
+    @Test(
+        "garbage after the last record is cut off",
+        arguments: [[UInt8](repeating: 0, count: 4096), [0xFF, 0x53, 0x50, 0x4C, 9, 9], Array("{\"half\":".utf8)])
     func garbageTail(garbage: [UInt8]) throws {
         let dir = TemporaryDirectory()
         let (segment, _) = try prepare(dir, count: 3)
@@ -56,7 +62,9 @@ struct SpoolRecoveryTests {
         #expect(try spool.appendTest() == 4)
     }
 
-    @Test("a flipped bit in a middle record is reported and skipped; the records after it are kept", arguments: [0, 5, 9, 17, 30])
+    @Test(
+        "a flipped bit in a middle record is reported and skipped; the records after it are kept",
+        arguments: [0, 5, 9, 17, 30])
     func corruptMiddle(byte: Int) throws {
         let dir = TemporaryDirectory()
         let (segment, starts) = try prepare(dir, count: 5)
@@ -122,6 +130,41 @@ struct SpoolRecoveryTests {
         let seqs = try spool.pendingSeqs()
         #expect(!seqs.isEmpty && seqs.last == 12 && seqs.first! > 1)
         #expect(try spool.appendTest() == 13)
+    }
+
+    @Test("a segment of another epoch is set aside, the spool's own records are kept")
+    func foreignSegment() throws {
+        let mine = TemporaryDirectory()
+        let other = TemporaryDirectory()
+        do {
+            let spool = try openCore(mine.spool)
+            for _ in 0..<3 { try spool.appendTest() }
+            try spool.close()
+            let stranger = try openCore(other.spool)
+            for _ in 0..<9 { try stranger.appendTest() }
+            try stranger.close()
+        }
+        let strangerSegment = try #require(SpoolFiles.newestSegment(in: other.spool))
+        let bytes = SpoolFiles.read(strangerSegment)
+        SpoolFiles.write(bytes, to: mine.spool + "/segment-00000000000000000002.log")
+        let spool = try openCore(mine.spool)
+        #expect(spool.recovery.damage.map(\.kind) == [.foreignSegment])
+        #expect(spool.recovery.damage.first?.length == bytes.count)
+        #expect(SpoolFiles.names(in: mine.spool).contains("segment-00000000000000000002.log.foreign"))
+        #expect(try spool.pendingSeqs() == [1, 2, 3])
+        #expect(try spool.appendTest() == 4)
+    }
+
+    @Test("an intact-looking record with an absurd seq is damage, not a counter near overflow")
+    func absurdSeq() throws {
+        let dir = TemporaryDirectory()
+        let (segment, _) = try prepare(dir, count: 2)
+        var record: [UInt8] = []
+        SpoolFormat.appendRecord(seq: .max, payload: Array("{}".utf8), to: &record)
+        SpoolFiles.append(record, to: segment)
+        let spool = try openCore(dir.spool)
+        #expect(spool.recovery.damage.map(\.kind) == [.tornTail])
+        #expect(try spool.appendTest() == 3)
     }
 
     @Test("damaged acknowledgement entries are ignored: their records are replayed, the others stay acknowledged")

@@ -59,7 +59,7 @@ final class LogRecorder: Sendable {
 
         func log(event: LogEvent) {
             var merged = metadata
-            event.metadata?.forEach { merged[$0.key] = $0.value }
+            for (key, value) in event.metadata ?? [:] { merged[key] = value }
             recorder.record(
                 Entry(level: event.level, message: "\(event.message)", metadata: merged.mapValues { "\($0)" }))
         }

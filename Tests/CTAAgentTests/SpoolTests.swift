@@ -106,7 +106,10 @@ struct SpoolTests {
         #expect(try spool.pendingSeqs() == [1])
         try spool.acknowledge(seq: 1)
         #expect(SpoolFiles.segments(in: dir.spool) == [before.last!], "only the newest segment remains")
-        #expect(!SpoolFiles.names(in: dir.spool).contains { $0.hasSuffix(".acks") && !before.last!.hasPrefix(String($0.dropLast(5))) })
+        #expect(
+            !SpoolFiles.names(in: dir.spool).contains {
+                $0.hasSuffix(".acks") && !before.last!.hasPrefix(String($0.dropLast(5)))
+            })
     }
 
     @Test("acknowledgements written before a crash are not replayed")
@@ -161,7 +164,9 @@ struct SpoolTests {
         }
         #expect(try openCore(dir.spool).epoch == epoch, "the epoch file was rewritten")
 
-        for name in SpoolFiles.segments(in: dir.spool) { try FileManager.default.removeItem(atPath: dir.spool + "/" + name) }
+        for name in SpoolFiles.segments(in: dir.spool) {
+            try FileManager.default.removeItem(atPath: dir.spool + "/" + name)
+        }
         let recorder = LogRecorder()
         let lost = try openCore(dir.spool, recorder: recorder)
         #expect(lost.epoch != epoch)
@@ -211,7 +216,8 @@ struct SpoolTests {
     func exclusive() throws {
         let dir = TemporaryDirectory()
         let first = try openCore(dir.spool)
-        #expect(throws: SpoolError.self) { _ = try openCore(dir.spool) }
+        let error = #expect(throws: SpoolError.self) { _ = try openCore(dir.spool) }
+        #expect(error?.code == .busy)
         try first.close()
         _ = try openCore(dir.spool)
     }

@@ -48,7 +48,8 @@ public final class Spool: Sendable {
         logger: Logger
     ) async throws(SpoolError) -> Spool {
         let worker = SpoolWorker(groupCommitLimit: configuration.groupCommitLimit)
-        let recovery = try await withCheckedContinuation { (continuation: CheckedContinuation<Result<SpoolRecovery, SpoolError>, Never>) in
+        let recovery = try await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<SpoolRecovery, SpoolError>, Never>) in
             worker.start(name: "cta-spool") { () throws(SpoolError) -> SpoolCore in
                 try SpoolCore(directory: directory, configuration: configuration, logger: logger)
             } opened: { result in
@@ -253,7 +254,11 @@ final class SpoolWorker: @unchecked Sendable {
                 index += 1
                 continue
             }
-            var group: [(range: Result<ClosedRange<UInt64>, any Error>, completion: @Sendable (Result<ClosedRange<UInt64>, any Error>) -> Void)] = []
+            var group:
+                [(
+                    range: Result<ClosedRange<UInt64>, any Error>,
+                    completion: @Sendable (Result<ClosedRange<UInt64>, any Error>) -> Void
+                )] = []
             while index < batch.count, group.count < groupCommitLimit,
                 case .append(let count, let make, let completion) = batch[index]
             {

@@ -300,7 +300,8 @@ public final class SpoolCore {
             }
             for i in chosen {
                 let from = segment.offsets[i] - start
-                result.append(SpoolRecord(seq: segment.seqs[i], payload: Array(bytes[from..<from + segment.lengths[i]])))
+                result.append(
+                    SpoolRecord(seq: segment.seqs[i], payload: Array(bytes[from..<from + segment.lengths[i]])))
             }
         }
         return result
@@ -373,7 +374,7 @@ public final class SpoolCore {
     private func fail(_ error: SpoolError) {
         if failure == nil {
             failure = error
-            logger.error(
+            logger.warning(
                 "Spool sync failed; the spool refuses further work until reopened",
                 metadata: ["cta.spool.error": "\(error.debugDescription)"])
         }
@@ -396,7 +397,7 @@ public final class SpoolCore {
         while flock(file.fd, LOCK_EX | LOCK_NB) != 0 {
             if errno == EINTR { continue }
             if errno == EWOULDBLOCK {
-                throw SpoolError(.ioError, "another process is using this spool directory", path: file.path)
+                throw SpoolError(.busy, "another process is using this spool directory", path: file.path)
             }
             throw SpoolFile.error("cannot lock the spool directory", path: file.path)
         }
@@ -499,7 +500,8 @@ public final class SpoolCore {
             guard SpoolFormat.firstSeq(ofFileNamed: name, suffix: ".log") != nil else { continue }
             let file = try SpoolFile.open(path(name))
             let head = try file.read(count: SpoolFormat.segmentHeaderSize, at: 0)
-            if let header = SpoolFormat.decodeSegmentHeader(head[...]) {
+            if let header = SpoolFormat.decodeSegmentHeader(head[...]), SpoolFormat.validSeqs.contains(header.firstSeq)
+            {
                 found.append((name, header, file))
                 continue
             }
@@ -507,7 +509,8 @@ public final class SpoolCore {
             file.close()
             if size <= SpoolFormat.segmentHeaderSize {
                 // A crash while the segment was being created, before anything was written to it.
-                logger.info("Removed a spool segment left incomplete by a crash", metadata: ["cta.spool.segment": "\(name)"])
+                logger.info(
+                    "Removed a spool segment left incomplete by a crash", metadata: ["cta.spool.segment": "\(name)"])
                 try SpoolFile.remove(path(name))
             } else {
                 try SpoolFile.rename(path(name), to: path(name + ".damaged"))
@@ -520,11 +523,11 @@ public final class SpoolCore {
         let candidate = storedEpoch ?? found.last?.header.epoch
         if let candidate {
             for entry in found where entry.header.epoch != candidate {
+                let size = try entry.file.size()
                 entry.file.close()
                 try SpoolFile.rename(path(entry.name), to: path(entry.name + ".foreign"))
                 damage.append(
-                    SpoolDamage(kind: .foreignSegment, file: entry.name, offset: 0, length: try entry.file.size(),
-                                missingSeqs: nil))
+                    SpoolDamage(kind: .foreignSegment, file: entry.name, offset: 0, length: size, missingSeqs: nil))
             }
             found.removeAll { $0.header.epoch != candidate }
         }
@@ -541,7 +544,8 @@ public final class SpoolCore {
             createdEpoch = true
             if storedEpoch != nil || epochFileDamaged {
                 damage.append(
-                    SpoolDamage(kind: .lostSpool, file: SpoolFormat.epochFileName, offset: 0, length: 0, missingSeqs: nil))
+                    SpoolDamage(
+                        kind: .lostSpool, file: SpoolFormat.epochFileName, offset: 0, length: 0, missingSeqs: nil))
                 logger.warning(
                     "Spool was lost or unreadable; starting a new epoch at seq 1",
                     metadata: [
@@ -560,7 +564,8 @@ public final class SpoolCore {
         var lastSeen: UInt64 = 0
         for (position, entry) in found.enumerated() {
             let isNewest = position == found.count - 1
-            let segment = try scan(entry.name, entry.header, entry.file, isNewest: isNewest, after: &lastSeen, damage: &damage)
+            let segment = try scan(
+                entry.name, entry.header, entry.file, isNewest: isNewest, after: &lastSeen, damage: &damage)
             segments.append(segment)
             totalSize += segment.size
         }
@@ -579,7 +584,8 @@ public final class SpoolCore {
         try removeAcknowledgedSegments()
 
         recovery = SpoolRecovery(
-            epoch: epoch, createdEpoch: createdEpoch, lastSeq: nextSeq - 1, pendingRecords: pendingTotal, damage: damage)
+            epoch: epoch, createdEpoch: createdEpoch, lastSeq: nextSeq - 1, pendingRecords: pendingTotal, damage: damage
+        )
         for item in damage {
             logger.warning(
                 "Spool damage found and repaired on open",
@@ -624,7 +630,7 @@ public final class SpoolCore {
         var previous = floor
         func intact(at offset: Int) -> SpoolFormat.RecordLocation? {
             guard let record = SpoolFormat.record(in: bytes, at: offset, maximumLength: maximumLength),
-                record.seq > previous
+                record.seq > previous, SpoolFormat.validSeqs.contains(record.seq)
             else { return nil }
             return record
         }
@@ -652,13 +658,15 @@ public final class SpoolCore {
             if let next {
                 let missing: ClosedRange<UInt64>? = next.seq > previous + 1 ? (previous + 1)...(next.seq - 1) : nil
                 damage.append(
-                    SpoolDamage(kind: .corruptRecords, file: name, offset: offset, length: next.offset - offset,
-                                missingSeqs: missing))
+                    SpoolDamage(
+                        kind: .corruptRecords, file: name, offset: offset, length: next.offset - offset,
+                        missingSeqs: missing))
                 offset = next.offset
                 continue
             }
             damage.append(
-                SpoolDamage(kind: .tornTail, file: name, offset: offset, length: bytes.count - offset, missingSeqs: nil))
+                SpoolDamage(kind: .tornTail, file: name, offset: offset, length: bytes.count - offset, missingSeqs: nil)
+            )
             if isNewest {
                 try file.truncate(to: offset)
                 segment.size = offset
@@ -683,8 +691,9 @@ public final class SpoolCore {
         let decoded = SpoolFormat.decodeAcknowledgements(bytes)
         if decoded.damaged > 0 || decoded.wholeBytes < bytes.count {
             damage.append(
-                SpoolDamage(kind: .damagedAcknowledgements, file: name, offset: 0, length: bytes.count,
-                            missingSeqs: nil))
+                SpoolDamage(
+                    kind: .damagedAcknowledgements, file: name, offset: 0, length: bytes.count,
+                    missingSeqs: nil))
             if decoded.wholeBytes < bytes.count { try file.truncate(to: decoded.wholeBytes) }
         }
         for seq in decoded.seqs {

@@ -6,7 +6,7 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible, CustomDebugS
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
-            case full, recordTooLarge, diskFull, ioError, closed, invalidConfiguration, failed
+            case full, recordTooLarge, diskFull, ioError, busy, closed, invalidConfiguration, failed
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -21,6 +21,8 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible, CustomDebugS
         public static let diskFull = Code(.diskFull)
         /// A read, write, sync or directory operation failed (`EIO` and others).
         public static let ioError = Code(.ioError)
+        /// Another process (or another open spool in this one) holds the spool directory.
+        public static let busy = Code(.busy)
         /// The spool was closed.
         public static let closed = Code(.closed)
         /// The configuration cannot work (a size of zero, a segment larger than the spool…).

@@ -29,11 +29,21 @@ enum CRC32C {
         var i = 0
         let count = bytes.count
         tables.withUnsafeBufferPointer { t in
-            let t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3], t4 = t[4], t5 = t[5], t6 = t[6], t7 = t[7]
+            let t0 = t[0]
+            let t1 = t[1]
+            let t2 = t[2]
+            let t3 = t[3]
+            let t4 = t[4]
+            let t5 = t[5]
+            let t6 = t[6]
+            let t7 = t[7]
             while count - i >= 8 {
-                let lo = c ^ (UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16
-                    | UInt32(bytes[i + 3]) << 24)
-                c = t7[Int(lo & 0xFF)] ^ t6[Int((lo >> 8) & 0xFF)] ^ t5[Int((lo >> 16) & 0xFF)] ^ t4[Int(lo >> 24)]
+                let lo =
+                    c
+                    ^ (UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16
+                        | UInt32(bytes[i + 3]) << 24)
+                c =
+                    t7[Int(lo & 0xFF)] ^ t6[Int((lo >> 8) & 0xFF)] ^ t5[Int((lo >> 16) & 0xFF)] ^ t4[Int(lo >> 24)]
                     ^ t3[Int(bytes[i + 4])] ^ t2[Int(bytes[i + 5])] ^ t1[Int(bytes[i + 6])] ^ t0[Int(bytes[i + 7])]
                 i += 8
             }
@@ -84,6 +94,10 @@ enum SpoolFormat {
     static let recordHeaderSize = 20
 
     static let acknowledgementSize = 12
+
+    /// The seqs a record or a segment header may carry. Anything above is treated as damage, which also keeps the
+    /// counter arithmetic far from overflow whatever a file says.
+    static let validSeqs: ClosedRange<UInt64> = 1...(UInt64(1) << 62)
 
     static func segmentName(firstSeq: UInt64) -> String {
         let digits = String(firstSeq)
@@ -143,7 +157,8 @@ enum SpoolFormat {
             readLE(UInt32.self, bytes, at: b + 8) == formatVersion,
             readLE(UInt32.self, bytes, at: b + 40) == checksum(bytes[b..<b + 40])
         else { return nil }
-        return SegmentHeader(epoch: SequenceEpoch(uuid(from: bytes[b + 16..<b + 32])), firstSeq: readLE(UInt64.self, bytes, at: b + 32))
+        return SegmentHeader(
+            epoch: SequenceEpoch(uuid(from: bytes[b + 16..<b + 32])), firstSeq: readLE(UInt64.self, bytes, at: b + 32))
     }
 
     // MARK: Records
@@ -255,6 +270,8 @@ enum SpoolFormat {
 
     static func uuid(from bytes: some Collection<UInt8>) -> UUID {
         let b = Array(bytes)
-        return UUID(uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]))
+        return UUID(
+            uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15])
+        )
     }
 }
