@@ -216,7 +216,9 @@ struct SpoolTests {
     func exclusive() throws {
         let dir = TemporaryDirectory()
         let first = try openCore(dir.spool)
-        let error = #expect(throws: SpoolError.self) { _ = try openCore(dir.spool) }
+        let error = #expect(throws: SpoolError.self) {
+            _ = try openCore(dir.spool, SpoolConfiguration(lockTimeout: .milliseconds(50)))
+        }
         #expect(error?.code == .busy)
         try first.close()
         _ = try openCore(dir.spool)

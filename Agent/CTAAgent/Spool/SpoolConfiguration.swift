@@ -16,6 +16,11 @@ public struct SpoolConfiguration: Sendable, Hashable {
     /// The most append requests the asynchronous ``Spool`` gathers into one commit (one `fdatasync`).
     /// Default 512.
     public var groupCommitLimit: Int
+    /// How long opening waits for another holder of the spool directory's lock to let go before it throws
+    /// ``SpoolError/Code/busy``. A lock outlives its process briefly when a child process is being spawned at the
+    /// moment (the descriptor table is copied until the `exec`), and a restarted agent may start while the old
+    /// process is still exiting. Default 2 seconds.
+    public var lockTimeout: Duration
 
     /// Creates a configuration; every parameter has the documented default.
     public init(
@@ -23,13 +28,15 @@ public struct SpoolConfiguration: Sendable, Hashable {
         segmentSize: Int = 8 << 20,
         maximumRecordSize: Int = 4 << 20,
         acknowledgementSyncInterval: Int = 256,
-        groupCommitLimit: Int = 512
+        groupCommitLimit: Int = 512,
+        lockTimeout: Duration = .seconds(2)
     ) {
         self.maximumSize = maximumSize
         self.segmentSize = segmentSize
         self.maximumRecordSize = maximumRecordSize
         self.acknowledgementSyncInterval = acknowledgementSyncInterval
         self.groupCommitLimit = groupCommitLimit
+        self.lockTimeout = lockTimeout
     }
 
     /// Checks that the sizes can work together.

@@ -394,12 +394,16 @@ public final class SpoolCore {
 
     private func takeLock() throws(SpoolError) {
         let file = try SpoolFile.openOrCreate(path("lock"))
+        let deadline = ContinuousClock.now + configuration.lockTimeout
         while flock(file.fd, LOCK_EX | LOCK_NB) != 0 {
             if errno == EINTR { continue }
-            if errno == EWOULDBLOCK {
+            guard errno == EWOULDBLOCK else {
+                throw SpoolFile.error("cannot lock the spool directory", path: file.path)
+            }
+            guard ContinuousClock.now < deadline else {
                 throw SpoolError(.busy, "another process is using this spool directory", path: file.path)
             }
-            throw SpoolFile.error("cannot lock the spool directory", path: file.path)
+            usleep(10_000)
         }
         lock = file
     }
