@@ -439,7 +439,7 @@ final class ConnectionWorker: @unchecked Sendable {
             let delay = backoff.next()
             nextAttempt = .now + delay
             if lastError?.message != error.message {
-                logger.warning("AMQP reconnect failed", metadata: ["cta.amqp.error": "\(error)", "cta.amqp.retry_in": "\(delay)"])
+                logger.info("AMQP reconnect failed", metadata: ["cta.amqp.error": "\(error)", "cta.amqp.retry_in": "\(delay)"])
             }
             lastError = error
             return
@@ -450,13 +450,13 @@ final class ConnectionWorker: @unchecked Sendable {
         // Topology first, then consumers, then whatever waited for the connection.
         for operation in topology.replay() {
             if case .failure(let error) = run(operation) {
-                logger.error("AMQP topology re-declaration failed", metadata: ["cta.amqp.error": "\(error)"])
+                logger.info("AMQP topology re-declaration failed", metadata: ["cta.amqp.error": "\(error)"])
             }
             guard connected else { return }
         }
         for consumer in consumers.values.sorted(by: { $0.id < $1.id }) where consumer.channel == 0 && !consumer.cancelled {
             if case .failure(let error) = startConsuming(consumer) {
-                logger.error("AMQP consumer could not resume", metadata: ["cta.amqp.queue": "\(consumer.queue)", "cta.amqp.error": "\(error)"])
+                logger.info("AMQP consumer could not resume", metadata: ["cta.amqp.queue": "\(consumer.queue)", "cta.amqp.error": "\(error)"])
                 if error.code != .connectionClosed {
                     consumers[consumer.id] = nil
                     consumer.continuation.finish(throwing: error)
@@ -477,7 +477,7 @@ final class ConnectionWorker: @unchecked Sendable {
     /// The connection is gone: forget it, keep everything that can be redone after a reconnect.
     private func connectionLost(_ error: AMQPError) {
         guard connected || connection != nil else { return }
-        logger.warning("AMQP connection lost", metadata: ["cta.amqp.error": "\(error)"])
+        logger.info("AMQP connection lost", metadata: ["cta.amqp.error": "\(error)"])
         if let conn = connection { amqp_destroy_connection(conn) }
         connection = nil
         socketFD = -1
@@ -654,7 +654,7 @@ final class ConnectionWorker: @unchecked Sendable {
         case Self.controlChannel:
             do { try openChannel(channel) } catch { connectionLost(error) }
         case Self.publishChannel:
-            logger.warning("AMQP publish channel closed by the broker", metadata: ["cta.amqp.error": "\(error)"])
+            logger.info("AMQP publish channel closed by the broker", metadata: ["cta.amqp.error": "\(error)"])
             let outstanding = tracker.reset()
             // A publish to a missing exchange closes the channel: fail those, send the others again.
             let culprit = Self.missingExchange(in: error)
@@ -679,7 +679,7 @@ final class ConnectionWorker: @unchecked Sendable {
             }
             consumer.channel = 0
             freeChannels.append(channel)
-            logger.warning("AMQP consumer channel closed by the broker; resuming", metadata: ["cta.amqp.queue": "\(consumer.queue)", "cta.amqp.error": "\(error)"])
+            logger.info("AMQP consumer channel closed by the broker; resuming", metadata: ["cta.amqp.queue": "\(consumer.queue)", "cta.amqp.error": "\(error)"])
             if case .failure(let resumeError) = startConsuming(consumer), resumeError.code != .connectionClosed {
                 consumers[consumer.id] = nil
                 consumer.continuation.finish(throwing: resumeError)
@@ -878,7 +878,7 @@ final class ConnectionWorker: @unchecked Sendable {
             _ = cta_amqp_send_connection_close_ok(conn)
             connectionLost(AMQPError(.connectionClosed, "broker closed the connection: \(String(amqp: close.reply_text))", replyCode: close.reply_code))
         case cta_method_connection_blocked:
-            logger.warning("AMQP broker blocked publishing (resource alarm)")
+            logger.info("AMQP broker blocked publishing (resource alarm)")
         case cta_method_connection_unblocked:
             logger.info("AMQP broker unblocked publishing")
         default:
