@@ -54,10 +54,12 @@ struct BrokerBench: AsyncParsableCommand {
 
         for _ in 0..<rounds {
             // Raw C: publish, then consume everything it published.
-            let cPub = cta_amqp_baseline_publish(configuration.host, Int32(configuration.port), queue, Int32(messages), Int32(bodySize), Int32(window))
+            let (host, port, count, size, inFlight) = (configuration.host, Int32(configuration.port), Int32(messages), Int32(bodySize), Int32(window))
+            let (prefetchCount, ackInterval) = (Int32(prefetch), Int32(ackEvery))
+            let cPub = await onOwnThread { cta_amqp_baseline_publish(host, port, queue, count, size, inFlight) }
             guard cPub > 0 else { throw ValidationError("the C publish baseline failed") }
             cPublish.append(Double(messages) / cPub)
-            let cCon = cta_amqp_baseline_consume(configuration.host, Int32(configuration.port), queue, Int32(messages), Int32(prefetch), Int32(ackEvery))
+            let cCon = await onOwnThread { cta_amqp_baseline_consume(host, port, queue, count, prefetchCount, ackInterval) }
             guard cCon > 0 else { throw ValidationError("the C consume baseline failed") }
             cConsume.append(Double(messages) / cCon)
 

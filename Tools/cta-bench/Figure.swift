@@ -72,3 +72,12 @@ func measureSeconds(_ body: () async throws -> Void) async rethrows -> Double {
     let parts = elapsed.components
     return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
 }
+
+/// Runs a blocking call (a raw C baseline) on a thread of its own, never on the cooperative pool, and returns
+/// its result.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.start()
+    }
+}

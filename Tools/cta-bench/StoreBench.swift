@@ -198,17 +198,14 @@ struct StoreBench: AsyncParsableCommand {
         _ name: String,
         _ body: @escaping @Sendable (UnsafeMutablePointer<CChar>, Int, UnsafeMutablePointer<Int64>) -> Double
     ) async throws -> (Double, Int64) {
-        let (seconds, counter, message) = await withCheckedContinuation { continuation in
-            let thread = Thread {
-                let size = 512
-                let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
-                buffer.initialize(repeating: 0, count: size)
-                defer { buffer.deallocate() }
-                var counter: Int64 = 0
-                let seconds = body(buffer, size, &counter)
-                continuation.resume(returning: (seconds, counter, String(cString: buffer)))
-            }
-            thread.start()
+        let (seconds, counter, message) = await onOwnThread { () -> (Double, Int64, String) in
+            let size = 512
+            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
+            buffer.initialize(repeating: 0, count: size)
+            defer { buffer.deallocate() }
+            var counter: Int64 = 0
+            let seconds = body(buffer, size, &counter)
+            return (seconds, counter, String(cString: buffer))
         }
         guard seconds > 0 else { throw ValidationError("libmongoc \(name) failed: \(message)") }
         return (seconds, counter)
