@@ -800,10 +800,10 @@ final class ConnectionWorker: @unchecked Sendable {
                 connectionLost(AMQPError(status: rc, context: "reading from the broker"))
                 return
             }
-            lastReceived = .now
             budget -= 1
             handleFrame(frame, conn: conn)
         }
+        if budget < 4096 { lastReceived = .now }
         if connected, let conn = connection, amqp_frames_enqueued(conn) == 0 {
             amqp_maybe_release_buffers(conn)
         }

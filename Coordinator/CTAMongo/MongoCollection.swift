@@ -145,7 +145,7 @@ public struct MongoCollection<Document: Codable & Sendable>: Sendable {
     public func updateOne(_ filter: BSONDocument, _ update: BSONDocument, upsert: Bool = false) async throws
         -> UpdateResult
     {
-        try await performUpdate(filter, update, upsert: upsert, many: false)
+        try await performUpdate(filter, update, upsert: upsert, kind: .updateOne)
     }
 
     /// Updates every document matching `filter` with `update`.
@@ -153,7 +153,7 @@ public struct MongoCollection<Document: Codable & Sendable>: Sendable {
     public func updateMany(_ filter: BSONDocument, _ update: BSONDocument, upsert: Bool = false) async throws
         -> UpdateResult
     {
-        try await performUpdate(filter, update, upsert: upsert, many: true)
+        try await performUpdate(filter, update, upsert: upsert, kind: .updateMany)
     }
 
     /// Replaces the first document matching `filter` with `replacement`.
@@ -167,25 +167,13 @@ public struct MongoCollection<Document: Codable & Sendable>: Sendable {
         } catch {
             throw MongoError.encoding(error, collection: name)
         }
-        let name = self.name
-        let options: BSONDocument? = upsert ? ["upsert": true] : nil
-        return try await withCollection { collection in
-            var error = bson_error_t()
-            let reply = BSONReply()
-            let ok = withBSON(filter) { f in
-                withBSON(document) { d in
-                    withOptionalBSON(options) { o in
-                        reply.withPointer { r in mongoc_collection_replace_one(collection, f, d, o, r, &error) }
-                    }
-                }
-            }
-            let replyDocument = reply.document
-            guard ok else { throw MongoError(error, reply: replyDocument, collection: name) }
-            return UpdateResult(reply: replyDocument)
-        }
+        return try await performUpdate(filter, document, upsert: upsert, kind: .replaceOne)
     }
 
-    private func performUpdate(_ filter: BSONDocument, _ update: BSONDocument, upsert: Bool, many: Bool) async throws
+    /// Which libmongoc write `performUpdate` sends.
+    private enum UpdateKind { case updateOne, updateMany, replaceOne }
+
+    private func performUpdate(_ filter: BSONDocument, _ update: BSONDocument, upsert: Bool, kind: UpdateKind) async throws
         -> UpdateResult
     {
         let name = self.name
@@ -197,9 +185,11 @@ public struct MongoCollection<Document: Codable & Sendable>: Sendable {
                 withBSON(update) { u in
                     withOptionalBSON(options) { o in
                         reply.withPointer { r in
-                            many
-                                ? mongoc_collection_update_many(collection, f, u, o, r, &error)
-                                : mongoc_collection_update_one(collection, f, u, o, r, &error)
+                            switch kind {
+                            case .updateOne: mongoc_collection_update_one(collection, f, u, o, r, &error)
+                            case .updateMany: mongoc_collection_update_many(collection, f, u, o, r, &error)
+                            case .replaceOne: mongoc_collection_replace_one(collection, f, u, o, r, &error)
+                            }
                         }
                     }
                 }

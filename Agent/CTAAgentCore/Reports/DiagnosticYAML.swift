@@ -90,22 +90,14 @@ enum DiagnosticYAML {
         }
 
         mutating func inlineMapping(first: Substring, indent: Int) -> JSONValue {
-            var object: [String: JSONValue] = [:]
             let (key, rest) = splitKey(first)!
             index += 1
-            object[key] = value(after: rest, keyIndent: indent)
-            while true {
-                skipBlank()
-                guard index < lines.count, lines[index].indent == indent, let (key, rest) = splitKey(lines[index].content)
-                else { break }
-                index += 1
-                object[key] = value(after: rest, keyIndent: indent)
-            }
-            return .object(object)
+            return mapping(indent: indent, startingWith: [key: value(after: rest, keyIndent: indent)])
         }
 
-        mutating func mapping(indent: Int) -> JSONValue {
-            var object: [String: JSONValue] = [:]
+        /// Reads `key: value` lines at `indent` into `object` (a later duplicate key wins).
+        mutating func mapping(indent: Int, startingWith object: [String: JSONValue] = [:]) -> JSONValue {
+            var object = object
             while true {
                 skipBlank()
                 guard index < lines.count, lines[index].indent == indent, let (key, rest) = splitKey(lines[index].content)
