@@ -11,6 +11,7 @@ let package = Package(
     name: "cta",
     platforms: [.macOS(.v14)],
     products: [
+        .executable(name: "cta-agent", targets: ["cta-agent"]),
         .executable(name: "cta-bench", targets: ["cta-bench"]),
         .library(name: "CTACore", targets: ["CTACore"]),
         .library(name: "CTABroker", targets: ["CTABroker"]),
@@ -20,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
     ],
     targets: [
         // MARK: Common — shared by agent, coordinator and gateway.
@@ -55,10 +57,23 @@ let package = Package(
             name: "CTAAgent",
             dependencies: [
                 "CTAAgentCore",
+                "CTABroker",
                 "CTACore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ],
             path: "Agent/CTAAgent",
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "cta-agent",
+            dependencies: [
+                "CTAAgent",
+                "CTACore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Agent/cta-agent",
             swiftSettings: upcoming
         ),
 
@@ -107,7 +122,7 @@ let package = Package(
         .testTarget(name: "CTAMongoTests", dependencies: ["CTAMongo"], path: "Tests/CTAMongoTests", swiftSettings: upcoming),
         .testTarget(
             name: "CTAIntegrationTests",
-            dependencies: ["CTABroker", "CTAMongo", "CTACore"],
+            dependencies: ["CTABroker", "CTAMongo", "CTACore", "CTAAgent"],
             path: "Tests/CTAIntegrationTests",
             swiftSettings: upcoming
         ),
