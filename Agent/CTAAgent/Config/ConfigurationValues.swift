@@ -1,0 +1,125 @@
+// The textual forms of configuration values: durations, sizes, booleans, integers. Pure functions, shared by the
+// file, the environment and flags.
+
+/// Parsers and printers for the value forms configuration keys take.
+enum ConfigurationValue {
+    /// Parses a duration: a number of seconds (`90`), or numbers with units in decreasing order, each unit at most
+    /// once: `h`, `m`, `s`, `ms` (`500ms`, `15s`, `2m`, `1h30m`, `1m30s500ms`). Nil for anything else, negative
+    /// values and values that overflow.
+    static func duration(_ text: String) -> Duration? {
+        let bytes = Array(text.utf8)
+        guard !bytes.isEmpty else { return nil }
+        if bytes.allSatisfy(isDigit) {
+            guard let seconds = decimal(bytes[...]),
+                case (let ms, false) = seconds.multipliedReportingOverflow(by: 1000)
+            else { return nil }
+            return .milliseconds(ms)
+        }
+        // Units from largest to smallest; a unit may follow only a larger one.
+        let units: [(name: String, milliseconds: Int64)] = [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)]
+        var total: Int64 = 0
+        var nextUnit = 0
+        var index = 0
+        while index < bytes.count {
+            let numberStart = index
+            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
+            guard index > numberStart, let number = decimal(bytes[numberStart..<index]) else { return nil }
+            let unitStart = index
+            while index < bytes.count, isLetter(bytes[index]) { index += 1 }
+            let unitName = String(decoding: bytes[unitStart..<index], as: UTF8.self)
+            guard let unit = units.indices.first(where: { units[$0].name == unitName }), unit >= nextUnit else {
+                return nil
+            }
+            nextUnit = unit + 1
+            guard case (let part, false) = number.multipliedReportingOverflow(by: units[unit].milliseconds),
+                case (let sum, false) = total.addingReportingOverflow(part)
+            else { return nil }
+            total = sum
+        }
+        return .milliseconds(total)
+    }
+
+    /// Parses a size in bytes: a plain number, or a number with a unit: `B`, decimal `kB` (also `KB`), `MB`,
+    /// `GB`, `TB`, binary `KiB`, `MiB`, `GiB`, `TiB`. Nil for anything else and for values that overflow.
+    static func size(_ text: String) -> UInt64? {
+        let bytes = Array(text.utf8)
+        var end = 0
+        while end < bytes.count, isDigit(bytes[end]) { end += 1 }
+        guard end > 0, let number = decimal(bytes[..<end]) else { return nil }
+        let multipliers: [String: UInt64] = [
+            "": 1, "B": 1,
+            "kB": 1000, "KB": 1000, "MB": 1_000_000, "GB": 1_000_000_000, "TB": 1_000_000_000_000,
+            "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+        ]
+        guard let multiplier = multipliers[String(decoding: bytes[end...], as: UTF8.self)],
+            case (let value, false) = UInt64(number).multipliedReportingOverflow(by: multiplier)
+        else { return nil }
+        return value
+    }
+
+    /// Parses a decimal integer without sign or separators; nil on overflow.
+    static func integer(_ text: String) -> Int? {
+        let bytes = Array(text.utf8)
+        guard !bytes.isEmpty, bytes.allSatisfy(isDigit), let value = decimal(bytes[...]) else { return nil }
+        return Int(exactly: value)
+    }
+
+    /// Parses `true`/`false`, `yes`/`no`, `on`/`off` or `1`/`0`, in any case.
+    static func bool(_ text: String) -> Bool? {
+        switch text.lowercased() {
+        case "true", "yes", "on", "1": true
+        case "false", "no", "off", "0": false
+        default: nil
+        }
+    }
+
+    /// Prints a duration in the form ``duration(_:)`` reads: `10m`, `1h30m`, `500ms`.
+    static func format(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        var milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        if milliseconds == 0 { return "0s" }
+        var text = milliseconds < 0 ? "-" : ""
+        milliseconds = abs(milliseconds)
+        for (name, size) in [("h", Int64(3_600_000)), ("m", 60_000), ("s", 1000), ("ms", 1)]
+        where milliseconds >= size {
+            text += "\(milliseconds / size)\(name)"
+            milliseconds %= size
+        }
+        return text
+    }
+
+    /// Prints a byte count with the largest binary unit that divides it: `1MiB`, `512KiB`, `100B`.
+    static func format(bytes: UInt64) -> String {
+        for (name, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)]
+        where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return "\(bytes >> shift)\(name)"
+        }
+        return "\(bytes)B"
+    }
+
+    /// A value for an error message: quoted, escaped, and cut short when long.
+    static func quoted(_ text: String) -> String {
+        let limit = 60
+        if text.count <= limit { return text.debugDescription }
+        return String(text.prefix(limit)).debugDescription + "…"
+    }
+
+    private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+    private static func isLetter(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+            || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+    }
+
+    /// The value of ASCII digits; nil when it does not fit in an `Int64`.
+    private static func decimal(_ digits: ArraySlice<UInt8>) -> Int64? {
+        var value: Int64 = 0
+        for digit in digits {
+            guard case (let shifted, false) = value.multipliedReportingOverflow(by: 10),
+                case (let sum, false) = shifted.addingReportingOverflow(Int64(digit - UInt8(ascii: "0")))
+            else { return nil }
+            value = sum
+        }
+        return value
+    }
+}
