@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // MARK: Common — shared by agent, coordinator and gateway.
@@ -69,9 +70,12 @@ let package = Package(
             name: "cta-agent",
             dependencies: [
                 "CTAAgent",
+                "CTABroker",
                 "CTACore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Agent/cta-agent",
             swiftSettings: upcoming
@@ -106,6 +110,7 @@ let package = Package(
             name: "cta-bench",
             dependencies: [
                 "CTABroker",
+                "CTACore",
                 "CTAMongo",
                 "CBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

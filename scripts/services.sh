@@ -108,6 +108,11 @@ CONF
         sleep 0.3
     done
     (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmqctl -q await_startup --timeout 60 >/dev/null)
+    # A virtual host of its own for the agent tests: they consume the coordinator's queues, which other
+    # tests of the same broker must not see.
+    (rabbit_env
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost cta-agents >/dev/null 2>&1 || true
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-agents guest ".*" ".*" ".*" >/dev/null)
     log "rabbitmq up on 127.0.0.1:$AMQP_PORT (amqps $AMQPS_PORT), pid $(cat "$RABBIT_DIR/server.pid")"
 }
 
@@ -193,6 +198,7 @@ print_env() {
     cat <<ENV
 export CTA_AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
 export CTA_AMQPS_URL="amqps://guest:guest@localhost:$AMQPS_PORT/"
+export CTA_AMQP_AGENTS_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/cta-agents"
 export CTA_AMQPS_CA_FILE="$TLS_DIR/ca.pem"
 export CTA_MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/?retryWrites=false"
 export CTA_SERVICES_SCRIPT="$ROOT/scripts/services.sh"

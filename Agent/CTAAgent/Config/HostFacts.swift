@@ -1,5 +1,6 @@
 public import CTACore
 import Glibc
+import Foundation
 
 /// What an agent tells the coordinator about its machine when it registers.
 public struct HostFacts: Sendable, Hashable {
@@ -233,5 +234,17 @@ struct UnameFacts: Hashable, Sendable {
             release: string(&names.release),
             machine: string(&names.machine)
         )
+    }
+}
+
+extension HostFacts {
+    /// ``detect()`` on a thread of its own: it reads files and calls into libc, which must not occupy a thread of
+    /// Swift's cooperative pool.
+    public static func detectOffPool() async -> HostFacts {
+        await withCheckedContinuation { continuation in
+            let thread = Thread { continuation.resume(returning: detect()) }
+            thread.name = "cta-host-facts"
+            thread.start()
+        }
     }
 }

@@ -1,0 +1,83 @@
+import CTABroker
+import CTACore
+import Foundation
+public import Logging
+
+/// Builds a running agent from its configuration: spool, journal, outbox, transport, runner and executor.
+public struct AgentAssembly: Sendable {
+    /// The agent, ready to ``AgentRuntime/run()``.
+    public let runtime: AgentRuntime
+    /// The spool (close it after the runtime ended).
+    public let spool: Spool
+
+    /// Opens the state directory and wires the parts together.
+    ///
+    /// - Parameter environment: The agent's own environment; only the variables named by
+    ///   ``AgentConfiguration/passEnvironment`` reach test stages.
+    public static func make(
+        configuration: AgentConfiguration, environment: [String: String], facts: HostFacts, logger: Logger
+    ) async throws -> AgentAssembly {
+        guard let brokerURL = configuration.brokerURL else {
+            throw AgentStartError("the gateway transport is not available in this version; set broker.url")
+        }
+        let amqp: AMQPConfiguration
+        do {
+            amqp = try AMQPConfiguration(url: brokerURL)
+        } catch {
+            throw AgentStartError("broker.url: \(error)")
+        }
+        let state = configuration.stateDirectory
+        for directory in [state, configuration.workDirectory] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let spool = try await Spool.open(directory: state + "/spool", logger: logger)
+        if spool.recovery.createdEpoch {
+            logger.info("new spool epoch", metadata: ["cta.epoch": "\(spool.epoch)"])
+        }
+        if spool.recovery.pendingRecords > 0 {
+            logger.info("events to replay from the spool", metadata: ["cta.spool.pending": "\(spool.recovery.pendingRecords)"])
+        }
+        for damage in spool.recovery.damage {
+            logger.warning("spool damage repaired", metadata: ["cta.spool.damage": "\(damage)"])
+        }
+        let journal = try WorkJournal(directory: state + "/journal")
+        let outbox = Outbox(spool: spool, machine: configuration.machine, logger: logger)
+        let transport = AMQPAgentTransport(configuration: amqp, machine: configuration.machine, logger: logger)
+
+        var base: [String: String] = [:]
+        for name in configuration.passEnvironment { base[name] = environment[name] }
+        let runner = StageRunner(
+            configuration: StageRunner.Configuration(
+                gracePeriod: configuration.gracePeriod, stopCommandTimeout: configuration.stopCommandTimeout,
+                headBytes: configuration.logHeadBytes, tailBytes: configuration.logTailBytes, baseEnvironment: base),
+            logger: logger)
+        var executorConfiguration = TestExecutor.Configuration()
+        executorConfiguration.maxAttachmentBytes = configuration.maxAttachmentBytes
+        executorConfiguration.keepWorkDirectory = configuration.keepWorkDirectories
+        let executor = TestExecutor(
+            runner: runner, attachments: AttachmentStore(directory: state + "/attachments"),
+            configuration: executorConfiguration, logger: logger)
+
+        let registration = AgentRegistration(
+            machine: configuration.machine, hostname: facts.hostname, addresses: facts.addresses, os: facts.os,
+            arch: facts.arch, cpuCount: facts.cpuCount, memoryBytes: facts.memoryBytes,
+            agentVersion: AgentVersion.current, tags: configuration.tags, groups: configuration.groups,
+            maxConcurrentExecutions: configuration.maxConcurrentExecutions, transport: .amqp, startedAt: .now())
+        let settings = AgentRuntime.Settings(
+            machine: configuration.machine, groups: configuration.groups,
+            maxConcurrentExecutions: configuration.maxConcurrentExecutions,
+            heartbeatInterval: configuration.heartbeatInterval, shutdownBudget: configuration.shutdownBudget,
+            workDirectory: configuration.workDirectory, registration: registration,
+            loadAverage: { HostFacts.loadAverage() })
+        let runtime = AgentRuntime(
+            settings: settings, transport: transport, outbox: outbox, journal: journal, executor: executor,
+            logger: logger)
+        return AgentAssembly(runtime: runtime, spool: spool)
+    }
+}
+
+/// The agent cannot start; the message says why, in words for an operator.
+public struct AgentStartError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
