@@ -106,18 +106,31 @@ struct AgentCommand: AsyncParsableCommand {
             configuration: ServiceGroupConfiguration(
                 services: [AgentService(runtime: assembly.runtime)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
-                cancellationSignals: [.sigterm, .sigint, .sigquit],
+                cancellationSignals: [.sigquit],
                 logger: logger))
         try await group.run()
         try? await assembly.spool.close()
     }
 }
 
-/// The agent as a lifecycle service: graceful shutdown asks it to drain; cancellation cancels running tests.
+/// The agent as a lifecycle service: graceful shutdown (the first SIGTERM or SIGINT) asks it to drain; a second
+/// SIGTERM or SIGINT, SIGQUIT, or cancellation cancels running tests at once.
+///
+/// The service group owns the first signal; the agent listens to the same signals itself and counts, because a
+/// service group may not treat one signal as both graceful and cancelling.
 struct AgentService: Service {
     let runtime: AgentRuntime
 
     func run() async throws {
+        let runtime = self.runtime
+        let second = Task {
+            var received = 0
+            for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                received += 1
+                if received >= 2 { runtime.cancelRunningWork() }
+            }
+        }
+        defer { second.cancel() }
         try await withGracefulShutdownHandler {
             try await runtime.run()
         } onGracefulShutdown: {

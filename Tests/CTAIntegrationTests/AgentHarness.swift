@@ -132,7 +132,7 @@ actor CoordinatorStandIn {
 
     init(url: String) async throws {
         var configuration = try AMQPConfiguration(url: url)
-        configuration.heartbeat = .seconds(2)
+        configuration.heartbeat = .seconds(10)
         configuration.publishTimeout = .seconds(60)
         configuration.reconnect = .init(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(500))
         configuration.connectionName = "cta-coordinator-stand-in"

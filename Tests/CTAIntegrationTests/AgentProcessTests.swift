@@ -367,7 +367,7 @@ struct AgentProcessTests {
         try await coordinator.startConsuming()
         let machine = MachineName(ServiceEnvironment.uniqueName("kill"))!
         let directory = try AgentProcess.makeDirectory(machine)
-        var agent = try AgentProcess.start(machine: machine, brokerURL: url, directory: directory)
+        let agent = try AgentProcess.start(machine: machine, brokerURL: url, directory: directory)
         try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
 
         let execution = ExecutionID()
@@ -383,8 +383,8 @@ struct AgentProcessTests {
         #expect(await agent.waitForExit(timeout: .seconds(10)) == 128 + SIGKILL)
         try await coordinator.broker.bindQueue(Topology.resultsQueue, exchange: Topology.eventsExchange, routingKey: "test.result")
 
-        agent = try AgentProcess.start(machine: machine, brokerURL: url, directory: directory)
-        defer { Task { await agent.terminate() } }
+        let restarted = try AgentProcess.start(machine: machine, brokerURL: url, directory: directory)
+        defer { Task { await restarted.terminate() } }
         try await coordinator.waitUntil(timeout: .seconds(90), "the final state after the restart") { $0.finalState(execution) != nil }
         try await Task.sleep(for: .milliseconds(500))
 

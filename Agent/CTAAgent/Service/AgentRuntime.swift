@@ -78,7 +78,9 @@ public actor AgentRuntime {
 
     private enum Consumer {
         case starting
-        case running(IncomingStream, Task<Void, Never>)
+        /// A consumer, its reader, and its generation: a delivery read after the consumer was stopped belongs to
+        /// an old generation and is left alone (the broker has put it back in the queue).
+        case running(IncomingStream, Task<Void, Never>, generation: Int)
     }
 
     private let settings: Settings
@@ -99,6 +101,10 @@ public actor AgentRuntime {
     private var shuttingDown = false
     private var cancellingAll = false
     private var consumers: [String: Consumer] = [:]
+    private var consumerGeneration = 0
+    /// Deliveries of each shared queue being taken: its consumer is not stopped before they are settled, or the
+    /// broker would hand them to another agent while this one runs them.
+    private var unsettled: [String: Int] = [:]
     private var unitTasks: [UUID: Task<Void, Never>] = [:]
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
@@ -323,7 +329,8 @@ public actor AgentRuntime {
         while !Task.isCancelled {
             do {
                 let stream = try await transport.consume(queue: queue, prefetch: 16)
-                consumers[queue] = .running(stream, Task {})
+                consumerGeneration += 1
+                consumers[queue] = .running(stream, Task {}, generation: consumerGeneration)
                 delay = .milliseconds(200)
                 for try await message in stream { await handleMachineMessage(message) }
                 return
@@ -490,7 +497,16 @@ public actor AgentRuntime {
         reconcileConsumers()
     }
 
-    private func handleSharedMessage(_ message: IncomingMessage) async {
+    private func handleSharedMessage(_ message: IncomingMessage, generation: Int) async {
+        guard case .running(_, _, let current) = consumers[message.queue], current == generation else {
+            // Read after its consumer was stopped: the broker has requeued it for someone else.
+            return
+        }
+        unsettled[message.queue, default: 0] += 1
+        defer {
+            unsettled[message.queue, default: 1] -= 1
+            reconcileConsumers()
+        }
         let isParallel = message.queue.hasPrefix("cta.parallel.")
         let accepted = isParallel ? Topology.parallelQueueTypes : Topology.groupQueueTypes
         let envelope: Envelope
@@ -509,7 +525,6 @@ public actor AgentRuntime {
             return
         }
         busySlots += 1  // reserved before any suspension
-        reconcileConsumers()
         switch envelope.event {
         case .executionDispatch(let dispatch):
             guard dispatch.execution.runMode != .parallel else {
@@ -674,7 +689,7 @@ public actor AgentRuntime {
             name: test.name, status: .inconclusive,
             message: "interrupted: the agent stopped (crash, kill or reboot) while this test ran",
             description: test.description, durationMs: Milliseconds(0),
-            origin: .exitCode(stage: "agent", exitCode: nil, signal: nil))
+            origin: .exitCode(stage: "agent", exitCode: -1, signal: nil))
         await emitResults(key, [result], testKey: testKey)
     }
 
@@ -733,6 +748,10 @@ public actor AgentRuntime {
         while true {
             do {
                 return try await outbox.append(events, committed: committed)
+            } catch let error as WireError {
+                // The event breaks the contract: writing it again cannot succeed. A defect, logged loudly.
+                logger.critical("an event the agent built is invalid; it is not sent", metadata: ["cta.error": "\(error)"])
+                return nil
             } catch {
                 attempts += 1
                 logger.error("cannot append to the spool", metadata: ["cta.error": "\(error)", "cta.attempt": "\(attempts)"])
@@ -863,7 +882,7 @@ public actor AgentRuntime {
             consumers[queue] = .starting
             Task { await self.openConsumer(queue) }
         }
-        for queue in consumers.keys where queue != machineQueue && !desired.contains(queue) {
+        for queue in consumers.keys where queue != machineQueue && !desired.contains(queue) && unsettled[queue, default: 0] == 0 {
             if case .running = consumers[queue] { Task { await self.stopConsumer(queue) } }
         }
     }
@@ -877,22 +896,24 @@ public actor AgentRuntime {
                 reconcileConsumers()
                 return
             }
+            consumerGeneration += 1
+            let generation = consumerGeneration
             let reader = Task {
                 var gone = false
                 do {
-                    for try await message in stream { await self.handleSharedMessage(message) }
+                    for try await message in stream { await self.handleSharedMessage(message, generation: generation) }
                 } catch let error as TransportError where error.code == .consumerCancelled || error.code == .notFound {
                     gone = true
                 } catch {}
-                await self.consumerEnded(queue, gone: gone)
+                await self.consumerEnded(queue, gone: gone, generation: generation)
             }
-            consumers[queue] = .running(stream, reader)
+            consumers[queue] = .running(stream, reader, generation: generation)
             if let key = parts.first(where: { $0.value.parallelQueue == queue })?.key, parts[key]?.firstSeq == nil {
                 await emitState(key, .acked)
             }
         } catch where error.code == .notFound {
             consumers[queue] = nil
-            await consumerEnded(queue, gone: true)
+            await consumerEnded(queue, gone: true, generation: nil)
         } catch {
             consumers[queue] = nil
             logger.warning("cannot consume a shared queue; retrying", metadata: ["cta.queue": "\(queue)", "cta.error": "\(error)"])
@@ -901,8 +922,8 @@ public actor AgentRuntime {
         }
     }
 
-    private func consumerEnded(_ queue: String, gone: Bool) async {
-        if case .running = consumers[queue] { consumers[queue] = nil }
+    private func consumerEnded(_ queue: String, gone: Bool, generation: Int?) async {
+        if case .running(_, _, let current) = consumers[queue], current == generation { consumers[queue] = nil }
         if gone, let key = parts.first(where: { $0.value.parallelQueue == queue })?.key {
             parts[key]?.queueGone = true
             logger.info("parallel queue deleted", metadata: ["cta.queue": "\(queue)"])
@@ -914,7 +935,7 @@ public actor AgentRuntime {
     }
 
     private func stopConsumer(_ queue: String) async {
-        guard case .running(let stream, let reader) = consumers[queue] else { return }
+        guard case .running(let stream, let reader, _) = consumers[queue] else { return }
         consumers[queue] = nil
         await stream.cancel()
         await reader.value
