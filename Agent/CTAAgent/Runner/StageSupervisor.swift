@@ -198,6 +198,11 @@ final class StageSupervisor {
             case .done: break
             }
             if dirty { wakeAt = min(wakeAt, nextFlush) }
+            if main.status == nil, main.streams.isEmpty {
+                // Its output is closed: the shell is exiting. Reap it promptly instead of sleeping a whole tick,
+                // which would add up to 50 ms to every short stage.
+                wakeAt = min(wakeAt, clock.now + .milliseconds(1))
+            }
             pollOnce(children: [main, stopChild].compactMap { $0 }, until: wakeAt)
 
             if main.status == nil { main.status = reapIfEnded(main.pid) }
@@ -251,7 +256,8 @@ final class StageSupervisor {
                     main.group.signal(SIGTERM)
                     phase = .terminating(deadline: now + configuration.gracePeriod)
                 } else {
-                    phase = .draining(deadline: now + configuration.drainTimeout)
+                    // Output already closed: nothing to drain, no reason to wait another tick.
+                    phase = main.streams.isEmpty ? .done : .draining(deadline: now + configuration.drainTimeout)
                 }
                 return
             }

@@ -135,20 +135,26 @@ public actor AgentRuntime {
 
     /// Runs the agent until a shutdown completes. Cancelling the calling task cancels running work and shuts down.
     public func run() async throws {
-        let publisher = Task { [outbox, transport] in await outbox.run(transport: transport) }
         let controls = Task {
             for await control in self.controlStream { await self.handle(control) }
         }
-        defer {
-            publisher.cancel()
-            controls.cancel()
-        }
+        defer { controls.cancel() }
         try await withTaskCancellationHandler {
             let starting = Task { try await self.start() }
             startTask = starting
-            try await starting.value
+            do {
+                try await starting.value
+            } catch {
+                startTask = nil
+                // A stop requested while still connecting is a clean stop, not a failure.
+                if shuttingDown { return }
+                throw error
+            }
             startTask = nil
             if shuttingDown { return }
+            // Publishing starts once the transport is up; the spool keeps everything until then.
+            let publisher = Task { [outbox, transport] in await outbox.run(transport: transport) }
+            defer { publisher.cancel() }
             let heartbeat = Task { await self.heartbeatLoop() }
             let machineQueue = Topology.machineQueue(settings.machine)
             let machineConsumer = Task { await self.consumeMachineQueue(machineQueue) }

@@ -65,22 +65,50 @@ public final class Outbox: Sendable {
     /// Publishes pending records in `seq` order until the task is cancelled. A record leaves the spool only once
     /// the transport confirmed it; unroutable records (the coordinator's queues do not exist yet) and failures
     /// are retried with jittered backoff, starting again from the oldest pending record.
-    public func run(transport: any AgentTransport, batchSize: Int = 1000) async {
+    public func run(transport: any AgentTransport, batchSize: Int = 1000, batchesInFlight: Int = 2) async {
         var backoff = RetryDelay()
         var wakeIterator = wakeStream.makeAsyncIterator()
+        // Batches are pipelined: the next one is read and sent while the broker confirms the previous ones. The
+        // transport keeps their order on the wire. After any failure every batch in flight is settled, and
+        // sending starts again from the oldest pending record.
+        var cursor: UInt64 = 0
+        var inFlight: [Task<TransportError?, Never>] = []
         while !Task.isCancelled {
+            if inFlight.count >= max(1, batchesInFlight) {
+                if let failure = await inFlight.removeFirst().value {
+                    for task in inFlight { _ = await task.value }
+                    inFlight = []
+                    cursor = 0
+                    await pause(after: failure, backoff: &backoff)
+                } else {
+                    backoff.reset()
+                }
+                continue
+            }
             let batch: [SpoolRecord]
             do {
-                batch = try await spool.pending(limit: batchSize)
+                batch = try await spool.pending(after: cursor, limit: batchSize)
             } catch {
                 logger.error("cannot read the spool", metadata: ["cta.error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
                 continue
             }
             if batch.isEmpty {
+                if !inFlight.isEmpty {
+                    // Let the oldest batch settle, then look again.
+                    if let failure = await inFlight.removeFirst().value {
+                        for task in inFlight { _ = await task.value }
+                        inFlight = []
+                        cursor = 0
+                        await pause(after: failure, backoff: &backoff)
+                    }
+                    continue
+                }
+                cursor = 0
                 guard await wakeIterator.next() != nil else { return }
                 continue
             }
+            cursor = batch[batch.count - 1].seq
             var events: [OutboundEvent] = []
             events.reserveCapacity(batch.count)
             var undecodable: [UInt64] = []
@@ -92,34 +120,38 @@ public final class Outbox: Sendable {
                 logger.error("dropping unreadable spool records", metadata: ["cta.spool.seqs": "\(undecodable)"])
                 _ = try? await spool.acknowledge(seqs: undecodable)
             }
-            let results = await transport.publish(events)
-            var confirmed: [UInt64] = []
-            var failure: TransportError?
-            for (event, result) in zip(events, results) {
-                switch result {
-                case .success: confirmed.append(event.seq)
-                case .failure(let error): if failure == nil { failure = error }
-                }
-            }
-            if !confirmed.isEmpty {
-                do {
-                    try await spool.acknowledge(seqs: confirmed)
-                    state.withLock { $0.published += UInt64(confirmed.count) }
-                } catch {
-                    logger.error("cannot acknowledge spool records", metadata: ["cta.error": "\(error)"])
-                }
-            }
-            if let failure {
-                let delay = backoff.next(for: failure)
-                state.withLock { $0.lastError = failure.description }
-                logger.info(
-                    "events wait in the spool",
-                    metadata: ["cta.error": "\(failure)", "cta.retry.delay": "\(delay)"])
-                try? await Task.sleep(for: delay)
-            } else {
-                backoff.reset()
+            inFlight.append(Task { await self.send(events, transport: transport) })
+        }
+        for task in inFlight { _ = await task.value }
+    }
+
+    /// Sends one batch and acknowledges what the broker confirmed; returns the first failure, if any.
+    private func send(_ events: [OutboundEvent], transport: any AgentTransport) async -> TransportError? {
+        let results = await transport.publish(events)
+        var confirmed: [UInt64] = []
+        var failure: TransportError?
+        for (event, result) in zip(events, results) {
+            switch result {
+            case .success: confirmed.append(event.seq)
+            case .failure(let error): if failure == nil { failure = error }
             }
         }
+        if !confirmed.isEmpty {
+            do {
+                try await spool.acknowledge(seqs: confirmed)
+                state.withLock { $0.published += UInt64(confirmed.count) }
+            } catch {
+                logger.error("cannot acknowledge spool records", metadata: ["cta.error": "\(error)"])
+            }
+        }
+        return failure
+    }
+
+    private func pause(after failure: TransportError, backoff: inout RetryDelay) async {
+        let delay = backoff.next(for: failure)
+        state.withLock { $0.lastError = failure.description }
+        logger.info("events wait in the spool", metadata: ["cta.error": "\(failure)", "cta.retry.delay": "\(delay)"])
+        try? await Task.sleep(for: delay)
     }
 
     /// Waits until the spool holds no pending record, or `timeout` passed.
