@@ -438,4 +438,53 @@ struct AgentProcessTests {
         #expect((await coordinator.events).distinct.results(execution).map(\.status) == [.ok])
         await coordinator.close()
     }
+    @Test(.timeLimit(.minutes(2)))
+    func gracefulShutdownLetsRunningTestsFinishAndASecondSignalCancels() async throws {
+        let url = try AgentBroker.requireURL()
+        let coordinator = try await CoordinatorStandIn(url: url)
+        try await coordinator.startConsuming()
+
+        // First SIGTERM: the running test finishes, queued work ends cancelled, agent.shutdown, exit 0.
+        let calm = MachineName(ServiceEnvironment.uniqueName("drainstop"))!
+        let first = try AgentProcess.start(machine: calm, brokerURL: url, directory: try AgentProcess.makeDirectory(calm))
+        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(calm) && $0.type == .agentRegistration } }
+        let running = ExecutionID()
+        let queued = ExecutionID()
+        try await coordinator.publish(
+            ExecutionDispatch(execution: Work.context(running), tests: [Work.test("finishes", [Work.stage("run", "sleep 2; echo finished")])]),
+            routingKey: Topology.machineRoutingKey(calm))
+        try await coordinator.publish(
+            ExecutionDispatch(execution: Work.context(queued), tests: [Work.test("waits", [Work.stage("run", "true")])]),
+            routingKey: Topology.machineRoutingKey(calm))
+        try await coordinator.waitUntil("running") { $0.states(running).contains { $0.state == .running } }
+        first.signal(SIGTERM)
+        #expect(await first.waitForExit(timeout: .seconds(30)) == 0, "agent log:\n\(first.log)")
+        try await coordinator.waitUntil("the shutdown event") { $0.contains { $0.source == .agent(calm) && $0.type == .agentShutdown } }
+        var events = await coordinator.events(from: calm).distinct
+        #expect(events.finalState(running)?.state == .finished)
+        #expect(events.results(running).map(\.status) == [.ok], "the running test was allowed to finish")
+        #expect(events.finalState(queued)?.state == .cancelled, "work taken but not started ends at shutdown")
+        #expect(events.results(queued).isEmpty)
+        Self.expectContiguousSequence(events)
+
+        // A second SIGTERM cancels the running test at once.
+        let hurried = MachineName(ServiceEnvironment.uniqueName("hardstop"))!
+        let second = try AgentProcess.start(machine: hurried, brokerURL: url, directory: try AgentProcess.makeDirectory(hurried))
+        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(hurried) && $0.type == .agentRegistration } }
+        let long = ExecutionID()
+        try await coordinator.publish(
+            ExecutionDispatch(execution: Work.context(long), tests: [Work.test("long", [Work.stage("run", "sleep 300")])]),
+            routingKey: Topology.machineRoutingKey(hurried))
+        try await coordinator.waitUntil("running") { $0.states(long).contains { $0.state == .running } }
+        second.signal(SIGTERM)
+        try await Task.sleep(for: .milliseconds(500))
+        second.signal(SIGTERM)
+        #expect(await second.waitForExit(timeout: .seconds(15)) == 0, "agent log:\n\(second.log)")
+        try await coordinator.waitUntil("the shutdown event") { $0.contains { $0.source == .agent(hurried) && $0.type == .agentShutdown } }
+        events = await coordinator.events(from: hurried).distinct
+        #expect(events.finalState(long)?.state == .cancelled)
+        #expect(events.results(long).first?.status == .inconclusive)
+        #expect(events.results(long).first?.message?.contains("shutting down") == true, "\(events.results(long).first?.message ?? "nil")")
+        await coordinator.close()
+    }
 }

@@ -176,7 +176,9 @@ public actor AgentRuntime {
                 logger.error("cannot spool the shutdown event", metadata: ["cta.error": "\(error)"])
             }
             heartbeat.cancel()
-            if !(await outbox.drain(timeout: settings.shutdownFlushTimeout)) {
+            // Not cancelled with this task: a second signal still gets the spool flushed for a moment.
+            let flush = Task { [outbox, settings] in await outbox.drain(timeout: settings.shutdownFlushTimeout) }
+            if !(await flush.value) {
                 logger.warning("events remain in the spool; they are sent on the next start")
             }
             machineConsumer.cancel()
