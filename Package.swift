@@ -127,7 +127,9 @@ let package = Package(
         .testTarget(name: "CTAMongoTests", dependencies: ["CTAMongo"], path: "Tests/CTAMongoTests", swiftSettings: upcoming),
         .testTarget(
             name: "CTAIntegrationTests",
-            dependencies: ["CTABroker", "CTAMongo", "CTACore", "CTAAgent"],
+            dependencies: [
+                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/CTAIntegrationTests",
             swiftSettings: upcoming
         ),

@@ -786,6 +786,9 @@ final class ConnectionWorker: @unchecked Sendable {
 
     private func readFrames() {
         guard let conn = connection else { return }
+        // Bytes arrived. librabbitmq consumes heartbeat frames itself and reports "no frame", so an idle
+        // connection whose only traffic is the broker's heartbeats must count as alive here.
+        if socketReadable { lastReceived = .now }
         var budget = 4096
         while budget > 0, connected {
             let buffered = amqp_frames_enqueued(conn) != 0 || amqp_data_in_buffer(conn) != 0
