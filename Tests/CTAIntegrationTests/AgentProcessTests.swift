@@ -487,4 +487,57 @@ struct AgentProcessTests {
         #expect(events.results(long).first?.message?.contains("shutting down") == true, "\(events.results(long).first?.message ?? "nil")")
         await coordinator.close()
     }
+    @Test(.timeLimit(.minutes(2)))
+    func stressRunsOnEveryMachineAndATombstoneStopsLateWork() async throws {
+        let url = try AgentBroker.requireURL()
+        let coordinator = try await CoordinatorStandIn(url: url)
+        try await coordinator.startConsuming()
+        let machines = [MachineName(ServiceEnvironment.uniqueName("s1"))!, MachineName(ServiceEnvironment.uniqueName("s2"))!]
+        var agents: [AgentProcess] = []
+        for machine in machines {
+            agents.append(try AgentProcess.start(machine: machine, brokerURL: url, directory: try AgentProcess.makeDirectory(machine)))
+        }
+        defer { for agent in agents { Task { await agent.terminate() } } }
+        try await coordinator.waitUntil("both registrations") { events in
+            machines.allSatisfy { machine in events.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
+        }
+        // Stress: the same execution on every machine, each reporting its own part.
+        let stress = ExecutionID()
+        for machine in machines {
+            try await coordinator.publish(
+                ExecutionDispatch(
+                    execution: Work.context(stress, mode: .stress),
+                    tests: [Work.test("load", [Work.stage("run", "echo \"$CTA_TEST_ID on $(hostname)\"")])]),
+                routingKey: Topology.machineRoutingKey(machine))
+        }
+        try await coordinator.waitUntil("both parts final") { events in
+            machines.allSatisfy { events.finalState(stress, machine: $0) != nil }
+        }
+        for machine in machines {
+            let mine = await coordinator.events(from: machine)
+            #expect(mine.distinct.finalState(stress)?.state == .finished)
+            #expect(mine.distinct.results(stress).map(\.status) == [.ok])
+            Self.expectConsistentFinal(try #require(mine.distinct.finalState(stress)), events: mine)
+        }
+
+        // A cancel broadcast before the work arrives: the later dispatch is acked, reported, and never run.
+        let cancelled = ExecutionID()
+        try await coordinator.publish(
+            ExecutionCancel(
+                executionID: cancelled, cause: .requested, reason: "cancelled before dispatch", requestedBy: "user/test",
+                tombstoneUntil: Timestamp.now().adding(Milliseconds(600_000))),
+            routingKey: Topology.broadcastRoutingKey)
+        try await Task.sleep(for: .milliseconds(500))
+        let marker = NSTemporaryDirectory() + "cta-must-not-run-\(cancelled)"
+        try await coordinator.publish(
+            ExecutionDispatch(execution: Work.context(cancelled), tests: [Work.test("never", [Work.stage("run", "touch \(marker)")])]),
+            routingKey: Topology.machineRoutingKey(machines[0]))
+        try await coordinator.waitUntil("the cancelled final state") { $0.finalState(cancelled) != nil }
+        let events = await coordinator.events(from: machines[0]).distinct
+        #expect(events.states(cancelled).map(\.state) == [.acked, .cancelled])
+        #expect(events.finalState(cancelled)?.reason == "cancelled before dispatch")
+        #expect(events.results(cancelled).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: marker))
+        await coordinator.close()
+    }
 }

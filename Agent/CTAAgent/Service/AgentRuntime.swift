@@ -96,7 +96,9 @@ public actor AgentRuntime {
     private var localQueue: [Unit] = []
     private var busySlots = 0
     private var tombstones: [ExecutionID: Tombstone] = [:]
-    private var knownIDs = Set<EventID>()
+    /// Ids of work messages taken (and when), so a redelivery is recognised; forgotten after
+    /// ``knownIDRetention`` like the journal's record of finished work.
+    private var knownIDs = KnownIDs()
     private var draining = false
     private var shuttingDown = false
     private var cancellingAll = false
@@ -231,7 +233,7 @@ public actor AgentRuntime {
             tombstones[tombstone.executionID] = tombstone
         }
         draining = try await journal.loadDraining()
-        knownIDs = try await journal.loadFinishedIDs()
+        for id in try await journal.loadFinishedIDs() { knownIDs.insert(id) }
         let leftovers = try await journal.load()
 
         try await transport.declare(machine: settings.machine, groups: settings.groups)
@@ -953,6 +955,7 @@ public actor AgentRuntime {
 
     private func heartbeatLoop() async {
         while !Task.isCancelled {
+            knownIDs.forget(before: ContinuousClock.now - KnownIDs.retention)
             await sendHeartbeat()
             do { try await Task.sleep(for: settings.heartbeatInterval) } catch { return }
         }
@@ -1018,5 +1021,22 @@ public actor AgentRuntime {
             }
             await sendFinal(key)
         }
+    }
+}
+
+/// Event ids with the time they were taken. Entries older than ``retention`` are dropped, so an agent that runs for
+/// months does not grow without bound; the journal's `finished.log` keeps ids for the same time across restarts.
+struct KnownIDs {
+    static let retention: Duration = .seconds(7 * 24 * 3600)
+    private var ids: [EventID: ContinuousClock.Instant] = [:]
+
+    func contains(_ id: EventID) -> Bool { ids[id] != nil }
+
+    mutating func insert(_ id: EventID) { ids[id] = .now }
+
+    mutating func remove(_ id: EventID) { ids[id] = nil }
+
+    mutating func forget(before horizon: ContinuousClock.Instant) {
+        ids = ids.filter { $0.value >= horizon }
     }
 }
