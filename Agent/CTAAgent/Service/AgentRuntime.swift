@@ -111,7 +111,7 @@ public actor AgentRuntime {
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
     private var startTask: Task<Void, any Error>?
-    private var shutdownReason = "agent stopped (SIGTERM)"
+    private let shutdownReason = "the agent was stopped (SIGTERM or SIGINT)"
 
     public init(
         settings: Settings, transport: any AgentTransport, outbox: Outbox, journal: WorkJournal,
