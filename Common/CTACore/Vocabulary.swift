@@ -420,6 +420,14 @@ public struct ResultCounts: Hashable, Sendable, Codable {
     /// The number of results.
     public var total: UInt64 { ok + failed + partial + inconclusive }
 
+    /// Adds another set of counts.
+    public mutating func add(_ other: ResultCounts) {
+        ok += other.ok
+        failed += other.failed
+        partial += other.partial
+        inconclusive += other.inconclusive
+    }
+
     /// Counts one more result of a status.
     public mutating func add(_ status: TestStatus) {
         switch status {

@@ -24,7 +24,7 @@ struct AgentBrokerRestartTests {
         let machine = MachineName(ServiceEnvironment.uniqueName("restart"))!
         let agent = try AgentProcess.start(machine: machine, brokerURL: url, directory: try AgentProcess.makeDirectory(machine))
         defer { Task { await agent.terminate() } }
-        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
+        try await coordinator.waitForRegistration(of: [machine])
 
         // 1,000 results: 10 tests of 100 JUnit cases, spread over a few seconds so the restart lands mid-run.
         let execution = ExecutionID()

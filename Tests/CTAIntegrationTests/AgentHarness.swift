@@ -71,6 +71,20 @@ struct AgentProcess: Sendable {
         return AgentProcess(machine: machine, directory: directory, pid: pid)
     }
 
+    /// Starts one agent per name prefix, each with a new unique machine name and a fresh directory.
+    static func startNew(
+        _ prefixes: [String], brokerURL: String, groups: [String] = []
+    ) throws -> (machines: [MachineName], agents: [AgentProcess]) {
+        var machines: [MachineName] = []
+        var agents: [AgentProcess] = []
+        for prefix in prefixes {
+            let machine = try #require(MachineName(ServiceEnvironment.uniqueName(prefix)))
+            machines.append(machine)
+            agents.append(try start(machine: machine, brokerURL: brokerURL, directory: try makeDirectory(machine), groups: groups))
+        }
+        return (machines, agents)
+    }
+
     func signal(_ signal: Int32) { kill(pid, signal) }
 
     /// Waits for the process to exit and returns its status (128 + signal when killed), or nil on timeout.
@@ -186,6 +200,15 @@ actor CoordinatorStandIn {
                 throw CancellationError()
             }
             try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Waits until every machine in `machines` has registered.
+    func waitForRegistration(of machines: [MachineName]) async throws {
+        try await waitUntil("registration of \(machines)") { events in
+            machines.allSatisfy { machine in
+                events.contains { $0.source == .agent(machine) && $0.type == .agentRegistration }
+            }
         }
     }
 

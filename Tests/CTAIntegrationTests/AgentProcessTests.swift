@@ -89,7 +89,7 @@ struct AgentProcessTests {
         let machine = MachineName(ServiceEnvironment.uniqueName("mono"))!
         let agent = try AgentProcess.start(machine: machine, brokerURL: url, directory: try AgentProcess.makeDirectory(machine))
         defer { Task { await agent.terminate() } }
-        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
+        try await coordinator.waitForRegistration(of: [machine])
 
         let execution = ExecutionID()
         let tap = "printf 'TAP version 13\\n1..4\\nok 1 - first\\nnot ok 2 - second\\nok 3 - third # SKIP later\\nok 4 - fourth\\n'"
@@ -141,7 +141,7 @@ struct AgentProcessTests {
         let machine = MachineName(ServiceEnvironment.uniqueName("bad"))!
         let agent = try AgentProcess.start(machine: machine, brokerURL: url, directory: try AgentProcess.makeDirectory(machine))
         defer { Task { await agent.terminate() } }
-        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
+        try await coordinator.waitForRegistration(of: [machine])
 
         try await coordinator.publishRaw("{not json", routingKey: Topology.machineRoutingKey(machine))
         try await coordinator.publishRaw(
@@ -175,15 +175,9 @@ struct AgentProcessTests {
         let coordinator = try await CoordinatorStandIn(url: url)
         try await coordinator.startConsuming()
         let group = ServiceEnvironment.uniqueName("pool")
-        let machines = [MachineName(ServiceEnvironment.uniqueName("g1"))!, MachineName(ServiceEnvironment.uniqueName("g2"))!]
-        var agents: [AgentProcess] = []
-        for machine in machines {
-            agents.append(try AgentProcess.start(machine: machine, brokerURL: url, directory: try AgentProcess.makeDirectory(machine), groups: [group]))
-        }
+        let (machines, agents) = try AgentProcess.startNew(["g1", "g2"], brokerURL: url, groups: [group])
         defer { for agent in agents { Task { await agent.terminate() } } }
-        try await coordinator.waitUntil("both registrations") { events in
-            machines.allSatisfy { machine in events.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
-        }
+        try await coordinator.waitForRegistration(of: machines)
         let executions = (0..<6).map { _ in ExecutionID() }
         for execution in executions {
             let dispatch = ExecutionDispatch(
@@ -211,15 +205,9 @@ struct AgentProcessTests {
         let url = try AgentBroker.requireURL()
         let coordinator = try await CoordinatorStandIn(url: url)
         try await coordinator.startConsuming()
-        let machines = [MachineName(ServiceEnvironment.uniqueName("p1"))!, MachineName(ServiceEnvironment.uniqueName("p2"))!]
-        var agents: [AgentProcess] = []
-        for machine in machines {
-            agents.append(try AgentProcess.start(machine: machine, brokerURL: url, directory: try AgentProcess.makeDirectory(machine)))
-        }
+        let (machines, agents) = try AgentProcess.startNew(["p1", "p2"], brokerURL: url)
         defer { for agent in agents { Task { await agent.terminate() } } }
-        try await coordinator.waitUntil("both registrations") { events in
-            machines.allSatisfy { machine in events.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
-        }
+        try await coordinator.waitForRegistration(of: machines)
         let execution = ExecutionID()
         let context = Work.context(execution, mode: .parallel)
         try await coordinator.broker.declare(Topology.parallelQueueDeclaration(execution: execution))
@@ -272,7 +260,7 @@ struct AgentProcessTests {
         let directory = try AgentProcess.makeDirectory(machine)
         let agent = try AgentProcess.start(machine: machine, brokerURL: url, directory: directory)
         defer { Task { await agent.terminate() } }
-        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
+        try await coordinator.waitForRegistration(of: [machine])
 
         let execution = ExecutionID()
         let pidFile = directory + "/grandchild.pid"
@@ -329,7 +317,7 @@ struct AgentProcessTests {
         let machine = MachineName(ServiceEnvironment.uniqueName("timeout"))!
         let agent = try AgentProcess.start(machine: machine, brokerURL: url, directory: try AgentProcess.makeDirectory(machine))
         defer { Task { await agent.terminate() } }
-        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
+        try await coordinator.waitForRegistration(of: [machine])
 
         let expired = ExecutionID()
         try await coordinator.publish(
@@ -368,7 +356,7 @@ struct AgentProcessTests {
         let machine = MachineName(ServiceEnvironment.uniqueName("kill"))!
         let directory = try AgentProcess.makeDirectory(machine)
         let agent = try AgentProcess.start(machine: machine, brokerURL: url, directory: directory)
-        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
+        try await coordinator.waitForRegistration(of: [machine])
 
         let execution = ExecutionID()
         let count = 16
@@ -413,7 +401,7 @@ struct AgentProcessTests {
         let group = ServiceEnvironment.uniqueName("dpool")
         let agent = try AgentProcess.start(machine: machine, brokerURL: url, directory: try AgentProcess.makeDirectory(machine), groups: [group])
         defer { Task { await agent.terminate() } }
-        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
+        try await coordinator.waitForRegistration(of: [machine])
 
         try await coordinator.publish(
             AgentDrain(machine: machine, drain: true, reason: "maintenance", requestedBy: "user/test"),
@@ -447,7 +435,7 @@ struct AgentProcessTests {
         // First SIGTERM: the running test finishes, queued work ends cancelled, agent.shutdown, exit 0.
         let calm = MachineName(ServiceEnvironment.uniqueName("drainstop"))!
         let first = try AgentProcess.start(machine: calm, brokerURL: url, directory: try AgentProcess.makeDirectory(calm))
-        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(calm) && $0.type == .agentRegistration } }
+        try await coordinator.waitForRegistration(of: [calm])
         let running = ExecutionID()
         let queued = ExecutionID()
         try await coordinator.publish(
@@ -470,7 +458,7 @@ struct AgentProcessTests {
         // A second SIGTERM cancels the running test at once.
         let hurried = MachineName(ServiceEnvironment.uniqueName("hardstop"))!
         let second = try AgentProcess.start(machine: hurried, brokerURL: url, directory: try AgentProcess.makeDirectory(hurried))
-        try await coordinator.waitUntil("registration") { $0.contains { $0.source == .agent(hurried) && $0.type == .agentRegistration } }
+        try await coordinator.waitForRegistration(of: [hurried])
         let long = ExecutionID()
         try await coordinator.publish(
             ExecutionDispatch(execution: Work.context(long), tests: [Work.test("long", [Work.stage("run", "sleep 300")])]),
@@ -492,15 +480,9 @@ struct AgentProcessTests {
         let url = try AgentBroker.requireURL()
         let coordinator = try await CoordinatorStandIn(url: url)
         try await coordinator.startConsuming()
-        let machines = [MachineName(ServiceEnvironment.uniqueName("s1"))!, MachineName(ServiceEnvironment.uniqueName("s2"))!]
-        var agents: [AgentProcess] = []
-        for machine in machines {
-            agents.append(try AgentProcess.start(machine: machine, brokerURL: url, directory: try AgentProcess.makeDirectory(machine)))
-        }
+        let (machines, agents) = try AgentProcess.startNew(["s1", "s2"], brokerURL: url)
         defer { for agent in agents { Task { await agent.terminate() } } }
-        try await coordinator.waitUntil("both registrations") { events in
-            machines.allSatisfy { machine in events.contains { $0.source == .agent(machine) && $0.type == .agentRegistration } }
-        }
+        try await coordinator.waitForRegistration(of: machines)
         // Stress: the same execution on every machine, each reporting its own part.
         let stress = ExecutionID()
         for machine in machines {

@@ -241,10 +241,6 @@ extension HostFacts {
     /// ``detect()`` on a thread of its own: it reads files and calls into libc, which must not occupy a thread of
     /// Swift's cooperative pool.
     public static func detectOffPool() async -> HostFacts {
-        await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: detect()) }
-            thread.name = "cta-host-facts"
-            thread.start()
-        }
+        await onDedicatedThread("cta-host-facts") { detect() }
     }
 }

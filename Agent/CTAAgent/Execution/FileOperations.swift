@@ -3,17 +3,7 @@ import Foundation
 import Glibc
 
 // Blocking file-system work for the executor. Everything here blocks; async code reaches it through
-// `onDedicatedThread`, never directly from Swift's cooperative pool.
-
-/// Runs `body` on a thread of its own and resumes the caller with its value, so blocking work (big copies, hashing,
-/// directory walks, removals) never occupies a thread of Swift's cooperative pool.
-func onDedicatedThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
-        let thread = Thread { continuation.resume(returning: body()) }
-        thread.name = name
-        thread.start()
-    }
-}
+// `onDedicatedThread` (BlockingWorker.swift), never directly from Swift's cooperative pool.
 
 /// A file-system problem, in words safe to show a user.
 struct FileProblem: Error, CustomStringConvertible {

@@ -107,7 +107,6 @@ public actor AgentRuntime {
     /// Deliveries of each shared queue being taken: its consumer is not stopped before they are settled, or the
     /// broker would hand them to another agent while this one runs them.
     private var unsettled: [String: Int] = [:]
-    private var unitTasks: [UUID: Task<Void, Never>] = [:]
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
     private var startTask: Task<Void, any Error>?
@@ -553,7 +552,7 @@ public actor AgentRuntime {
 
     /// Takes one test of a parallel execution (a slot is already reserved).
     private func takeTest(_ test: TestDispatch, id: EventID, message: IncomingMessage) async {
-        guard let key = parts.first(where: { $0.value.parallelQueue == message.queue })?.key else {
+        guard let key = part(consuming: message.queue) else {
             releaseSlot()
             await message.release()
             return
@@ -598,21 +597,15 @@ public actor AgentRuntime {
     }
 
     private func startUnit(_ unit: Unit) {
-        let id = UUID()
         // Not a child of `run()`: a second signal stops tests through their controls, never by cancelling the task
-        // that must still spool their results.
-        unitTasks[id] = Task {
+        // that must still spool their results. The slot it holds is the record that it runs.
+        Task {
             switch unit {
             case .dispatch(let key, let dispatch, let resume): await self.runDispatch(key, dispatch, resume: resume)
             case .test(let key, let test): await self.runParallelTest(key, test)
             }
-            self.unitEnded(id)
+            self.releaseSlot()
         }
-    }
-
-    private func unitEnded(_ id: UUID) {
-        unitTasks[id] = nil
-        releaseSlot()
     }
 
     private func runDispatch(_ key: PartKey, _ dispatch: ExecutionDispatch, resume: PartProgress?) async {
@@ -671,7 +664,7 @@ public actor AgentRuntime {
             control.stop(stop.cause == .timeout ? .executionTimeout : .cancelled(reason: stop.reason))
         }
         if cancellingAll { control.stop(.shutdown) }
-        journal.note(key, JournalEntry(.start, key: testKey))
+        await journal.record(key, JournalEntry(.start, key: testKey))
         let directory = settings.workDirectory + "/" + key.executionID.description + "/a\(key.attempt)-" + testKey
         let assignment = TestAssignment(
             execution: part.execution, attempt: attempt, machine: settings.machine, test: test, index: index,
@@ -715,10 +708,7 @@ public actor AgentRuntime {
             journal.note(key, JournalEntry(.results, seq: range.upperBound, first: range.lowerBound, key: testKey, counts: noted))
         }
         guard let range else { return }
-        parts[key]?.counts.ok += counts.ok
-        parts[key]?.counts.failed += counts.failed
-        parts[key]?.counts.partial += counts.partial
-        parts[key]?.counts.inconclusive += counts.inconclusive
+        parts[key]?.counts.add(counts)
         if let last = parts[key]?.lastSeq { parts[key]?.lastSeq = max(last, range.upperBound) }
     }
 
@@ -876,6 +866,11 @@ public actor AgentRuntime {
 
     // MARK: Shared consumers
 
+    /// The parallel part whose execution queue is `queue`.
+    private func part(consuming queue: String) -> PartKey? {
+        parts.first { $0.value.parallelQueue == queue }?.key
+    }
+
     private func desiredSharedQueues() -> Set<String> {
         guard freeSlots > 0, !draining, !shuttingDown else { return [] }
         var queues = Set(settings.groups.map(Topology.groupQueue))
@@ -918,7 +913,7 @@ public actor AgentRuntime {
                 await self.consumerEnded(queue, gone: gone, generation: generation)
             }
             consumers[queue] = .running(stream, reader, generation: generation)
-            if let key = parts.first(where: { $0.value.parallelQueue == queue })?.key, parts[key]?.firstSeq == nil {
+            if let key = part(consuming: queue), parts[key]?.firstSeq == nil {
                 await emitState(key, .acked)
             }
         } catch where error.code == .notFound {
@@ -934,7 +929,7 @@ public actor AgentRuntime {
 
     private func consumerEnded(_ queue: String, gone: Bool, generation: Int?) async {
         if case .running(_, _, let current) = consumers[queue], current == generation { consumers[queue] = nil }
-        if gone, let key = parts.first(where: { $0.value.parallelQueue == queue })?.key {
+        if gone, let key = part(consuming: queue) {
             parts[key]?.queueGone = true
             logger.info("parallel queue deleted", metadata: ["cta.queue": "\(queue)"])
             await finishIfDone(key)
@@ -963,10 +958,12 @@ public actor AgentRuntime {
 
     private func sendHeartbeat() async {
         let spoolState = try? await outbox.spool.state()
+        let loadAverage = settings.loadAverage
+        let load = await onDedicatedThread("cta-load") { loadAverage() }  // reads /proc
         let running = Set(parts.values.filter { $0.activeUnits > 0 }.map { $0.key.executionID })
         let heartbeat = AgentHeartbeat(
             machine: settings.machine, running: running.sorted { $0.description < $1.description },
-            load: settings.loadAverage(), freeSlots: freeSlots, spoolDepth: UInt64(spoolState?.pending ?? 0),
+            load: load, freeSlots: freeSlots, spoolDepth: UInt64(spoolState?.pending ?? 0),
             lastSeq: spoolState?.lastSeq ?? 0, draining: draining || shuttingDown,
             intervalMs: Milliseconds(settings.heartbeatInterval))
         let envelope = Envelope(source: .agent(settings.machine), epoch: outbox.spool.epoch, payload: heartbeat)

@@ -1,6 +1,17 @@
 import Foundation
 import Synchronization
 
+/// Runs `body` on a thread of its own and resumes the caller with its value, so one-off blocking work (big copies,
+/// hashing, directory walks, reading /proc) never occupies a thread of Swift's cooperative pool. For a stream of
+/// small jobs in order, use ``BlockingWorker``.
+func onDedicatedThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.name = name
+        thread.start()
+    }
+}
+
 /// One dedicated thread that runs blocking jobs (file writes, `fsync`, directory scans) in submission order, so
 /// they never occupy a thread of Swift's cooperative pool. Callers await the result through a continuation.
 final class BlockingWorker: Sendable {

@@ -32,14 +32,10 @@ public enum OrphanProcesses {
 
     /// Kills the process groups of `executions`' leftover processes (on a thread of its own: it reads /proc).
     public static func kill(executions: [ExecutionID], logger: Logger) async {
-        let groups = await withCheckedContinuation { (continuation: CheckedContinuation<Set<pid_t>, Never>) in
-            let thread = Thread {
-                let groups = find(executions: executions)
-                for group in groups { Glibc.kill(-group, SIGKILL) }
-                continuation.resume(returning: groups)
-            }
-            thread.name = "cta-orphans"
-            thread.start()
+        let groups = await onDedicatedThread("cta-orphans") {
+            let groups = find(executions: executions)
+            for group in groups { Glibc.kill(-group, SIGKILL) }
+            return groups
         }
         if !groups.isEmpty {
             logger.warning(

@@ -1,7 +1,6 @@
 public import CTACore
 import Foundation
 public import Logging
-import Synchronization
 
 /// Every outgoing sequenced event of the agent: appended durably to the ``Spool`` first, then published in `seq`
 /// order by ``run(transport:)`` and removed from the spool only once the transport confirmed it.
@@ -17,12 +16,6 @@ public final class Outbox: Sendable {
     private let logger: Logger
     private let wakeStream: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
-    private let state = Mutex(State())
-
-    private struct State {
-        var published: UInt64 = 0
-        var lastError: String?
-    }
 
     /// An outbox over an open spool.
     public init(spool: Spool, machine: MachineName, logger: Logger) {
@@ -31,9 +24,6 @@ public final class Outbox: Sendable {
         self.logger = logger
         (wakeStream, wakeContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
-
-    /// How many events were published and confirmed since the outbox was created.
-    public var publishedCount: UInt64 { state.withLock { $0.published } }
 
     /// Appends `events` durably, as one unit with consecutive `seq`s, and wakes the publisher.
     ///
@@ -74,7 +64,8 @@ public final class Outbox: Sendable {
         var cursor: UInt64 = 0
         var inFlight: [Task<TransportError?, Never>] = []
         while !Task.isCancelled {
-            if inFlight.count >= max(1, batchesInFlight) {
+            /// Waits for the oldest batch; after a failure, settles the rest and restarts from the oldest record.
+            func settleOldest() async {
                 if let failure = await inFlight.removeFirst().value {
                     for task in inFlight { _ = await task.value }
                     inFlight = []
@@ -83,6 +74,9 @@ public final class Outbox: Sendable {
                 } else {
                     backoff.reset()
                 }
+            }
+            if inFlight.count >= max(1, batchesInFlight) {
+                await settleOldest()
                 continue
             }
             let batch: [SpoolRecord]
@@ -95,13 +89,7 @@ public final class Outbox: Sendable {
             }
             if batch.isEmpty {
                 if !inFlight.isEmpty {
-                    // Let the oldest batch settle, then look again.
-                    if let failure = await inFlight.removeFirst().value {
-                        for task in inFlight { _ = await task.value }
-                        inFlight = []
-                        cursor = 0
-                        await pause(after: failure, backoff: &backoff)
-                    }
+                    await settleOldest()  // then look again
                     continue
                 }
                 cursor = 0
@@ -139,7 +127,6 @@ public final class Outbox: Sendable {
         if !confirmed.isEmpty {
             do {
                 try await spool.acknowledge(seqs: confirmed)
-                state.withLock { $0.published += UInt64(confirmed.count) }
             } catch {
                 logger.error("cannot acknowledge spool records", metadata: ["cta.error": "\(error)"])
             }
@@ -149,7 +136,6 @@ public final class Outbox: Sendable {
 
     private func pause(after failure: TransportError, backoff: inout RetryDelay) async {
         let delay = backoff.next(for: failure)
-        state.withLock { $0.lastError = failure.description }
         logger.info("events wait in the spool", metadata: ["cta.error": "\(failure)", "cta.retry.delay": "\(delay)"])
         try? await Task.sleep(for: delay)
     }

@@ -170,12 +170,7 @@ public final class WorkJournal: Sendable {
             case .start: if let key = entry.key { progress.started.append(key) }
             case .results:
                 if let key = entry.key { progress.reported.insert(key) }
-                if let counts = entry.counts {
-                    progress.counts.ok += counts.ok
-                    progress.counts.failed += counts.failed
-                    progress.counts.partial += counts.partial
-                    progress.counts.inconclusive += counts.inconclusive
-                }
+                if let counts = entry.counts { progress.counts.add(counts) }
             }
         }
         return progress
@@ -207,6 +202,11 @@ public final class WorkJournal: Sendable {
         }
     }
 
+    /// Notes a line from async code: the write runs on the journal's thread, not on the cooperative pool.
+    func record(_ part: PartKey, _ entry: JournalEntry) async {
+        _ = try? await worker.run { [self] in note(part, entry) }
+    }
+
     /// Removes a finished part's journal.
     public func remove(_ part: PartKey) async throws {
         let directory = self.directory
@@ -215,7 +215,7 @@ public final class WorkJournal: Sendable {
                 if let fd = files.removeValue(forKey: part) { Glibc.close(fd) }
             }
             let path = directory + "/" + part.fileName
-            if unlink(path) != 0, errno != ENOENT { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            if unlink(path) != 0, errno != ENOENT { throw lastPOSIXError() }
         }
     }
 
@@ -227,13 +227,13 @@ public final class WorkJournal: Sendable {
         try await worker.run { [self] in
             let fd = try files.withLock { files -> Int32 in
                 guard let fd = Self.descriptor(for: part, in: directory, files: &files) else {
-                    throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+                    throw lastPOSIXError()
                 }
                 let written = payload.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-                guard written == payload.count else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+                guard written == payload.count else { throw lastPOSIXError() }
                 return fd
             }
-            guard fdatasync(fd) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            guard fdatasync(fd) == 0 else { throw lastPOSIXError() }
         }
     }
 
@@ -316,11 +316,11 @@ public final class WorkJournal: Sendable {
         let text = ids.map { "\($0) \(now)\n" }.joined()
         try await worker.run {
             let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            guard fd >= 0 else { throw lastPOSIXError() }
             defer { Glibc.close(fd) }
             let bytes = Array(text.utf8)
             guard bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == bytes.count, fdatasync(fd) == 0
-            else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            else { throw lastPOSIXError() }
         }
     }
 
@@ -330,12 +330,12 @@ public final class WorkJournal: Sendable {
             let path = directory + "/" + name
             let temporary = path + ".tmp"
             let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            guard fd >= 0 else { throw lastPOSIXError() }
             let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
             let synced = fdatasync(fd) == 0
             Glibc.close(fd)
             guard written == data.count, synced, rename(temporary, path) == 0 else {
-                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+                throw lastPOSIXError()
             }
             syncDirectory(directory)
         }
@@ -362,4 +362,9 @@ private func syncDirectory(_ path: String) {
     guard fd >= 0 else { return }
     _ = fsync(fd)
     Glibc.close(fd)
+}
+
+/// The error of the last failed system call.
+private func lastPOSIXError() -> POSIXError {
+    POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
 }
