@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "cta-agent", targets: ["cta-agent"]),
         .executable(name: "cta-bench", targets: ["cta-bench"]),
+        .executable(name: "cta-coordinator", targets: ["cta-coordinator"]),
         .library(name: "CTACore", targets: ["CTACore"]),
         .library(name: "CTABroker", targets: ["CTABroker"]),
         .library(name: "CTAMongo", targets: ["CTAMongo"]),
@@ -99,6 +100,33 @@ let package = Package(
             path: "Coordinator/CTAMongo",
             swiftSettings: upcoming
         ),
+        .target(
+            name: "CTACoordinator",
+            dependencies: [
+                "CTACore",
+                "CTABroker",
+                "CTAMongo",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Coordinator/CTACoordinator",
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "cta-coordinator",
+            dependencies: [
+                "CTACoordinator",
+                "CTABroker",
+                "CTACore",
+                "CTAMongo",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Coordinator/cta-coordinator",
+            swiftSettings: upcoming
+        ),
 
         // MARK: Tools
         .target(
@@ -126,9 +154,13 @@ let package = Package(
         .testTarget(name: "CTAAgentTests", dependencies: ["CTAAgent"], path: "Tests/CTAAgentTests", swiftSettings: upcoming),
         .testTarget(name: "CTAMongoTests", dependencies: ["CTAMongo"], path: "Tests/CTAMongoTests", swiftSettings: upcoming),
         .testTarget(
+            name: "CTACoordinatorTests", dependencies: ["CTACoordinator", "CTACore"], path: "Tests/CTACoordinatorTests",
+            swiftSettings: upcoming
+        ),
+        .testTarget(
             name: "CTAIntegrationTests",
             dependencies: [
-                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", .product(name: "Logging", package: "swift-log"),
+                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/CTAIntegrationTests",
             swiftSettings: upcoming

@@ -1,0 +1,3 @@
+import CTACoordinator
+
+print("cta-coordinator")
