@@ -48,6 +48,17 @@ let package = Package(
             swiftSettings: upcoming
         ),
 
+        .target(
+            name: "CTAMessaging",
+            dependencies: [
+                "CTACore",
+                "CTABroker",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Common/CTAMessaging",
+            swiftSettings: upcoming
+        ),
+
         // MARK: Agent
         .target(
             name: "CTAAgentCore",
@@ -61,6 +72,7 @@ let package = Package(
                 "CTAAgentCore",
                 "CTABroker",
                 "CTACore",
+                "CTAMessaging",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -105,6 +117,7 @@ let package = Package(
             dependencies: [
                 "CTACore",
                 "CTABroker",
+                "CTAMessaging",
                 "CTAMongo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),

@@ -226,6 +226,10 @@ extension BSONDocument {
     public func setOnInsert(_ fields: BSONDocument) -> BSONDocument { adding("$setOnInsert", fields) }
     /// Adds `$push` fields to this update.
     public func push(_ fields: BSONDocument) -> BSONDocument { adding("$push", fields) }
+    /// Adds `$unset` of each field to this update.
+    public func unsetting(_ fields: String...) -> BSONDocument {
+        adding("$unset", BSONDocument(fields.map { ($0, BSONValue.string("")) }))
+    }
 
     private func adding(_ op: String, _ fields: BSONDocument) -> BSONDocument {
         var result = self

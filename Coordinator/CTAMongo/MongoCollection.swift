@@ -37,6 +37,36 @@ public struct MongoCollection<Document: Codable & Sendable>: Sendable {
     @discardableResult
     public func insertMany(_ documents: [Document], ordered: Bool = true) async throws -> [BSONValue] {
         guard !documents.isEmpty else { return [] }
+        let (batch, ids) = try encodeForInsert(documents)
+        let (ok, error, reply) = try await sendInsertMany(batch, ordered: ordered)
+        guard ok else { throw MongoError(error, reply: reply, collection: name) }
+        return ids
+    }
+
+    /// Inserts every document it can, whatever happens to the others (an unordered insert), and reports which
+    /// ones the server refused and why, instead of throwing for them. Throws only when the insert as a whole
+    /// failed (connection, timeout, server error not tied to one document).
+    ///
+    /// This is how an idempotent batch is written: documents keyed by an event id that are already stored come
+    /// back as `duplicateKey` failures while the rest are inserted.
+    public func insertManyReportingFailures(_ documents: [Document]) async throws -> InsertManyOutcome {
+        guard !documents.isEmpty else { return InsertManyOutcome(ids: [], failures: [:]) }
+        let (batch, ids) = try encodeForInsert(documents)
+        let (ok, error, reply) = try await sendInsertMany(batch, ordered: false)
+        var failures: [Int: MongoError] = [:]
+        if case .array(let writeErrors)? = reply["writeErrors"] {
+            for case .document(let writeError) in writeErrors {
+                guard let index = writeError["index"]?.intValue, index >= 0, index < documents.count else { continue }
+                let code = writeError["code"]?.intValue ?? 0
+                let message = writeError["errmsg"]?.stringValue ?? "write error \(code)"
+                failures[index] = MongoError(serverWriteError: code, message: message, collection: name)
+            }
+        }
+        if !ok && failures.isEmpty { throw MongoError(error, reply: reply, collection: name) }
+        return InsertManyOutcome(ids: ids, failures: failures)
+    }
+
+    private func encodeForInsert(_ documents: [Document]) throws -> ([BSONDocument], [BSONValue]) {
         var encoded: [BSONDocument] = []
         var ids: [BSONValue] = []
         encoded.reserveCapacity(documents.count)
@@ -46,10 +76,14 @@ public struct MongoCollection<Document: Codable & Sendable>: Sendable {
             encoded.append(doc)
             ids.append(id)
         }
-        let name = self.name
+        return (encoded, ids)
+    }
+
+    private func sendInsertMany(_ batch: [BSONDocument], ordered: Bool) async throws
+        -> (ok: Bool, error: bson_error_t, reply: BSONDocument)
+    {
         let options: BSONDocument? = ordered ? nil : ["ordered": false]
-        let batch = encoded
-        try await withCollection { collection in
+        return try await withCollection { collection in
             let boxes = batch.map { BSONBox($0) }
             var error = bson_error_t()
             let reply = BSONReply()
@@ -65,9 +99,8 @@ public struct MongoCollection<Document: Codable & Sendable>: Sendable {
                     }
                 }
             }
-            guard ok else { throw MongoError(error, reply: reply.document, collection: name) }
+            return (ok, error, reply.document)
         }
-        return ids
     }
 
     // MARK: Find
@@ -384,6 +417,16 @@ public struct MongoCollection<Document: Codable & Sendable>: Sendable {
         encoded.prepend("_id", id)
         return (encoded, id)
     }
+}
+
+/// What an unordered insert did: every document's `_id`, and the documents the server refused, by position.
+public struct InsertManyOutcome: Sendable {
+    /// The `_id` of every document given, in order (inserted or not).
+    public var ids: [BSONValue]
+    /// The refused documents' positions and why (`duplicateKey` for a key a unique index already holds).
+    public var failures: [Int: MongoError]
+    /// How many documents were inserted.
+    public var insertedCount: Int { ids.count - failures.count }
 }
 
 /// Which version of the document ``MongoCollection/findOneAndUpdate(_:_:sort:projection:returning:upsert:)``

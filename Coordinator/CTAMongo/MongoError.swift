@@ -156,6 +156,17 @@ extension MongoError {
     }
 
     /// `bson_error_t.message`, a fixed-size `char` array imported as a tuple.
+    /// One document's failure in a multi-document write, from the reply's `writeErrors`.
+    init(serverWriteError code: Int, message: String, collection: String?) {
+        let mapped: Code
+        if let code = UInt32(exactly: code), MongoError.duplicateKeyCodes.contains(code) {
+            mapped = .duplicateKey
+        } else {
+            mapped = .server
+        }
+        self.init(code: mapped, message: message, serverCode: code, collection: collection)
+    }
+
     static func message(of error: bson_error_t) -> String {
         withUnsafeBytes(of: error.message) { raw in
             let bytes = raw.prefix { $0 != 0 }

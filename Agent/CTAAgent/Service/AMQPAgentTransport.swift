@@ -1,4 +1,5 @@
 public import CTABroker
+import CTAMessaging
 public import CTACore
 public import Logging
 
@@ -39,24 +40,14 @@ public final class AMQPAgentTransport: AgentTransport {
                 if Task.isCancelled { throw TransportError(.closed, "cancelled while connecting") }
             }
         }
+        var queues = [Topology.machineQueueDeclaration(machine)]
+        var bindings = Topology.machineBindings(machine)
+        for group in groups {
+            queues.append(Topology.groupQueueDeclaration(group))
+            bindings.append(Topology.groupBinding(group))
+        }
         do throws(AMQPError) {
-            for exchange in Topology.exchanges {
-                try await connection.declareExchange(
-                    exchange.name, kind: ExchangeKind(exchange.kind.rawValue), durable: exchange.durable)
-            }
-            var queues = [Topology.machineQueueDeclaration(machine)]
-            var bindings = Topology.machineBindings(machine)
-            for group in groups {
-                queues.append(Topology.groupQueueDeclaration(group))
-                bindings.append(Topology.groupBinding(group))
-            }
-            for queue in queues {
-                try await connection.declareQueue(
-                    queue.name, durable: queue.durable, arguments: queue.arguments.mapValues(\.amqp))
-            }
-            for binding in bindings {
-                try await connection.bindQueue(binding.queue, exchange: binding.exchange, routingKey: binding.routingKey)
-            }
+            try await connection.declareTopology(queues: queues, bindings: bindings)
         } catch {
             throw TransportError(error)
         }
@@ -64,14 +55,9 @@ public final class AMQPAgentTransport: AgentTransport {
 
     public func publish(_ events: [OutboundEvent]) async -> [Result<Void, TransportError>] {
         let messages = events.map { event in
-            OutgoingMessage(
-                exchange: Topology.eventsExchange,
-                routingKey: Topology.routingKey(for: event.type),
-                body: event.body,
-                properties: AMQPProperties(
-                    contentType: Topology.contentType, persistent: true, messageID: event.id.description,
-                    timestamp: UInt64(max(0, event.time.microsecondsSinceEpoch / 1_000_000)), type: event.type.rawValue),
-                mandatory: true)
+            OutgoingMessage.event(
+                event.body, id: event.id, type: event.type, time: event.time, exchange: Topology.eventsExchange,
+                routingKey: Topology.routingKey(for: event.type))
         }
         return await connection.publish(contentsOf: messages).map { result in
             result.mapError { TransportError($0) }
@@ -79,13 +65,9 @@ public final class AMQPAgentTransport: AgentTransport {
     }
 
     public func publishHeartbeat(_ body: [UInt8]) async throws(TransportError) {
-        let message = OutgoingMessage(
-            exchange: Topology.eventsExchange,
-            routingKey: Topology.routingKey(for: .agentHeartbeat),
-            body: body,
-            properties: AMQPProperties(
-                contentType: Topology.contentType, persistent: false, type: EventType.agentHeartbeat.rawValue),
-            mandatory: true)
+        let message = OutgoingMessage.event(
+            body, id: nil, type: .agentHeartbeat, time: nil, exchange: Topology.eventsExchange,
+            routingKey: Topology.routingKey(for: .agentHeartbeat))
         do throws(AMQPError) {
             try await connection.publish(message)
         } catch {
@@ -116,9 +98,8 @@ public final class AMQPAgentTransport: AgentTransport {
                             case .ack: delivery.ack()
                             case .release: delivery.nack(requeue: true)
                             case .reject(let error):
-                                await Self.deadLetter(
-                                    delivery, queue: queue, error: error, rejecter: rejecter, connection: connection,
-                                    logger: logger)
+                                await connection.deadLetter(
+                                    delivery, queue: queue, error: error, rejecter: rejecter, logger: logger)
                             }
                         })
                 }
@@ -148,38 +129,6 @@ public final class AMQPAgentTransport: AgentTransport {
     public func close() async {
         await connection.close(drainTimeout: .seconds(5))
     }
-
-    /// Republishes a refused delivery to the dead-letter exchange with its reason, waits for the confirm, then acks
-    /// the original. If the republish fails, the delivery is released so it is not lost; the broker's delivery
-    /// limit dead-letters it eventually.
-    private static func deadLetter(
-        _ delivery: AMQPDelivery, queue: String, error: WireError, rejecter: String, connection: AMQPConnection,
-        logger: Logger
-    ) async {
-        var properties = delivery.properties
-        let headers = Topology.DeadLetterHeader.headers(
-            for: error, exchange: delivery.exchange, routingKey: delivery.routingKey, queue: queue, at: .now(),
-            by: rejecter)
-        for (name, value) in headers { properties.headers[name] = .string(value) }
-        let message = OutgoingMessage(
-            exchange: Topology.deadLetterExchange, routingKey: delivery.routingKey, body: delivery.body,
-            properties: properties, mandatory: false)
-        do throws(AMQPError) {
-            try await connection.publish(message)
-            delivery.ack()
-            logger.warning(
-                "refused a message",
-                metadata: [
-                    "cta.queue": "\(queue)", "cta.error.code": "\(error.code.name)", "cta.error.path": "\(error.path)",
-                    "cta.error.reason": "\(error.description)",
-                ])
-        } catch let publishError {
-            logger.error(
-                "could not dead-letter a refused message; it goes back to its queue",
-                metadata: ["cta.queue": "\(queue)", "cta.error": "\(publishError)"])
-            delivery.nack(requeue: true)
-        }
-    }
 }
 
 extension TransportError {
@@ -191,15 +140,6 @@ extension TransportError {
         case .consumerCancelled: self.init(.consumerCancelled, error.description)
         case .closed: self.init(.closed, error.description)
         default: self.init(.unavailable, error.description)
-        }
-    }
-}
-
-extension Topology.ArgumentValue {
-    var amqp: AMQPValue {
-        switch self {
-        case .string(let value): .string(value)
-        case .integer(let value): .int(value)
         }
     }
 }

@@ -1,0 +1,94 @@
+public import CTACore
+public import Foundation
+
+/// Everything the coordinator keeps. ``MongoStore`` is the production implementation; every write that comes
+/// from an event is idempotent (keyed by the event id), so a redelivered or replayed event changes nothing.
+public protocol Store: Sendable {
+    /// Creates indexes and checks the schema version. Safe to call from several coordinators at once.
+    func prepare() async throws
+
+    // MARK: Definitions
+
+    /// Saves definitions (replacing those with the same ids).
+    func save(_ definitions: DefinitionSet) async throws
+    func scenario(_ id: ScenarioID) async throws -> ScenarioDefinition?
+    func suite(_ id: SuiteID) async throws -> SuiteDefinition?
+    func configuration(_ id: ConfigurationID) async throws -> ConfigurationDefinition?
+    func tests(_ ids: [TestID]) async throws -> [TestID: TestDefinition]
+    /// Every scenario with a schedule.
+    func scheduledScenarios() async throws -> [ScenarioDefinition]
+    /// Past durations of tests (the mean of their recent runs), for longest-first ordering.
+    func expectedDurations(_ ids: [TestID]) async throws -> [TestID: Int64]
+
+    // MARK: Machines
+
+    /// Stores a registration: the machine's facts, online from now.
+    func register(_ registration: AgentRegistration, envelope: Envelope, receivedAt: Date) async throws -> StoreWrite
+    /// Stores a shutdown: the machine is offline from now.
+    func shutdown(_ shutdown: AgentShutdown, envelope: Envelope, receivedAt: Date) async throws -> StoreWrite
+    /// Applies a heartbeat; false when the machine never registered.
+    func heartbeat(_ heartbeat: AgentHeartbeat, envelope: Envelope, receivedAt: Date) async throws -> Bool
+    func machines() async throws -> [MachineRecord]
+    func machine(_ name: MachineName) async throws -> MachineRecord?
+
+    // MARK: Executions
+
+    func createExecution(_ execution: ExecutionRecord) async throws
+    func execution(_ id: ExecutionID) async throws -> ExecutionRecord?
+    /// Executions in `phase`, newest first.
+    func executions(in phase: ExecutionPhase, limit: Int) async throws -> [ExecutionRecord]
+    /// Claims the pending, undispatched execution that waited longest and is due, for `holder` until `until`.
+    func claimPendingExecution(holder: String, now: Date, until: Date) async throws -> ExecutionRecord?
+    /// Saves the plan of a claimed execution before it is published; false when the claim was lost.
+    func savePlan(_ plan: DispatchPlan, execution: ExecutionID, holder: String) async throws -> Bool
+    /// Marks a claimed execution dispatched and releases the claim.
+    func markDispatched(_ execution: ExecutionID, holder: String, at: Date) async throws
+    /// Releases a claim, leaving the execution pending with an explanation until `retryAt`.
+    func deferExecution(_ execution: ExecutionID, holder: String, explanation: PendingExplanation?, retryAt: Date)
+        async throws
+    /// Moves an execution from pending to running (no-op in any other phase).
+    func markRunning(_ execution: ExecutionID, at: Date) async throws
+    /// Ends an execution once: true for the caller that ended it, false when it had already ended.
+    func endExecution(
+        _ execution: ExecutionID, phase: ExecutionPhase, reason: String?, counts: ResultCounts, at: Date
+    ) async throws -> Bool
+    /// Records that a cancel was requested (before the cancel event is published).
+    func requestCancel(_ execution: ExecutionID, reason: String) async throws -> Bool
+    /// Remembers that a parallel execution's queue was deleted.
+    func markParallelQueueDeleted(_ execution: ExecutionID) async throws
+
+    // MARK: Agent events
+
+    /// Writes results and log chunks (the results queue's events), each at most once.
+    func storeResultsAndLogs(_ events: [Envelope], receivedAt: Date) async throws -> [StoreWrite]
+    /// Writes a state change at most once and applies it to the machine's part of the execution.
+    func storeState(_ change: ExecutionStateChange, envelope: Envelope, receivedAt: Date) async throws -> StoreWrite
+    /// Remembers a refused message.
+    func storeRejection(_ rejection: RejectionRecord) async throws
+    /// Adds newly stored results to their executions' live counters.
+    func addToCounters(_ counts: [ExecutionID: ResultCounts]) async throws
+
+    /// How many sequenced events of `epoch` with `seq` in `range` are stored (or were refused).
+    func storedSequenceCount(epoch: String, range: ClosedRange<UInt64>) async throws -> Int
+    /// The results stored for an execution, by status; for one machine when given.
+    func resultCounts(_ execution: ExecutionID, machine: MachineName?) async throws -> ResultCounts
+    /// How many distinct test indexes of a parallel execution have a result.
+    func resultIndexCount(_ execution: ExecutionID) async throws -> Int
+    func parts(_ execution: ExecutionID) async throws -> [PartRecord]
+    func markPartComplete(_ id: String) async throws
+    /// Executions with a machine part that reported its final state but is not complete yet.
+    func executionsAwaitingCompletion() async throws -> [ExecutionID]
+    func results(_ execution: ExecutionID) async throws -> [ResultRecord]
+    func states(_ execution: ExecutionID) async throws -> [StateRecord]
+    /// Folds the durations of an ended execution's tests into their history.
+    func recordDurations(_ execution: ExecutionID) async throws
+}
+
+/// Thrown when the database holds a schema this coordinator does not know.
+public struct StoreSchemaError: Error, CustomStringConvertible {
+    public var found: Int
+    public var supported: Int
+    public var description: String {
+        "the database has schema version \(found); this coordinator supports up to \(supported): upgrade it"
+    }
+}
