@@ -108,11 +108,13 @@ CONF
         sleep 0.3
     done
     (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmqctl -q await_startup --timeout 60 >/dev/null)
-    # A virtual host of its own for the agent tests: they consume the coordinator's queues, which other
-    # tests of the same broker must not see.
+    # Virtual hosts of their own for the agent tests (which stand in for the coordinator) and the end-to-end
+    # tests (which run real coordinators): both consume the coordinator's queues, which no other test may see.
     (rabbit_env
      /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost cta-agents >/dev/null 2>&1 || true
-     /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-agents guest ".*" ".*" ".*" >/dev/null)
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-agents guest ".*" ".*" ".*" >/dev/null
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost cta-e2e >/dev/null 2>&1 || true
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-e2e guest ".*" ".*" ".*" >/dev/null)
     log "rabbitmq up on 127.0.0.1:$AMQP_PORT (amqps $AMQPS_PORT), pid $(cat "$RABBIT_DIR/server.pid")"
 }
 
@@ -199,6 +201,7 @@ print_env() {
 export CTA_AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
 export CTA_AMQPS_URL="amqps://guest:guest@localhost:$AMQPS_PORT/"
 export CTA_AMQP_AGENTS_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/cta-agents"
+export CTA_AMQP_E2E_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/cta-e2e"
 export CTA_AMQPS_CA_FILE="$TLS_DIR/ca.pem"
 export CTA_MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/?retryWrites=false"
 export CTA_SERVICES_SCRIPT="$ROOT/scripts/services.sh"

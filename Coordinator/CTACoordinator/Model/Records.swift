@@ -102,6 +102,8 @@ public struct ExecutionRecord: Codable, Hashable, Sendable {
     public var cancelRequested: String?
     /// The scenario execution that chained this one.
     public var chainedFrom: String?
+    /// Parallel mode: set once the execution's queue was deleted (every test had a result, or it was cancelled).
+    public var parallelQueueDeleted: Bool?
 
     public init(
         id: ExecutionID, scenario: ScenarioReference, suite: SuiteReference, configuration: ConfigurationID,

@@ -1,0 +1,182 @@
+import CTABroker
+import CTACore
+import CTAMessaging
+import Foundation
+import Logging
+
+// The composer: claims pending executions, finds the machines that match, and publishes the work per run mode.
+
+extension Coordinator {
+    /// Wakes the composer at once (a new execution or a new machine), instead of at its next interval.
+    public func wakeComposer() {
+        wake.signal()
+    }
+
+    func composeLoop() async {
+        while !Task.isCancelled {
+            await composeDue()
+            await wake.wait(upTo: settings.composerInterval)
+        }
+    }
+
+    /// Claims and composes every due pending execution.
+    func composeDue() async {
+        while !Task.isCancelled {
+            let now = Date()
+            let claimed: ExecutionRecord?
+            do {
+                claimed = try await store.claimPendingExecution(
+                    holder: settings.instance, now: now, until: now.addingTimeInterval(settings.claimDuration.seconds))
+            } catch {
+                logger.warning("cannot claim pending executions", metadata: ["cta.error": "\(error)"])
+                return
+            }
+            guard let execution = claimed else { return }
+            await compose(execution)
+        }
+    }
+
+    /// Dispatches a claimed execution, or leaves it pending with an explanation, or ends it when its pending
+    /// deadline passed or it was cancelled before it ran.
+    func compose(_ record: ExecutionRecord) async {
+        let execution = record.executionID
+        let now = Date()
+        let holder = settings.instance
+        do {
+            if let reason = record.cancelRequested {
+                _ = try await store.endExecution(execution, phase: .cancelled, reason: reason, counts: ResultCounts(), at: now)
+                return
+            }
+            if now >= record.pendingDeadline {
+                let why = record.pending?.summary ?? "it was not dispatched"
+                _ = try await store.endExecution(
+                    execution, phase: .timeout, reason: "pending deadline passed: \(why)", counts: ResultCounts(), at: now)
+                logger.info("execution timed out pending", metadata: ["cta.execution": "\(execution)"])
+                return
+            }
+            let plan: DispatchPlan
+            if let saved = record.dispatch {
+                // A composer died between saving the plan and marking it published: publish the same messages again.
+                plan = saved
+            } else {
+                let machines = try await store.machines()
+                let matcher = MachineMatcher(selector: record.selector, now: now)
+                let matching = matcher.matching(machines)
+                guard let made = try await makePlan(record, matching: matching) else {
+                    let explanation = matcher.explanation(machines, configuration: record.configuration)
+                    try await store.deferExecution(
+                        execution, holder: holder, explanation: explanation,
+                        retryAt: now.addingTimeInterval(settings.retryInterval.seconds))
+                    return
+                }
+                guard try await store.savePlan(made, execution: execution, holder: holder) else { return }
+                plan = made
+            }
+            try await publishPlan(plan, record: record)
+            try await store.markDispatched(execution, holder: holder, at: Date())
+            logger.info(
+                "execution dispatched",
+                metadata: [
+                    "cta.execution": "\(execution)", "cta.runMode": "\(record.runMode.rawValue)",
+                    "cta.machines": "\(plan.machines.map(\.rawValue).joined(separator: ","))",
+                    "cta.group": "\(plan.group?.rawValue ?? "-")",
+                ])
+        } catch {
+            logger.warning("dispatch failed; retrying", metadata: ["cta.execution": "\(execution)", "cta.error": "\(error)"])
+            try? await store.deferExecution(
+                execution, holder: holder,
+                explanation: PendingExplanation(summary: "dispatch failed: \(error)", candidates: [], checkedAt: now),
+                retryAt: now.addingTimeInterval(settings.retryInterval.seconds))
+        }
+    }
+
+    /// The plan for the run mode, or nil when no machine can take the execution now.
+    private func makePlan(_ record: ExecutionRecord, matching: [MachineRecord]) async throws -> DispatchPlan? {
+        switch record.runMode {
+        case .mono:
+            guard let machine = MachineMatcher.pickOne(matching) else { return nil }
+            return DispatchPlan(machines: [machine.name], eventIDs: [EventID()])
+        case .stress:
+            guard !matching.isEmpty else { return nil }
+            return DispatchPlan(machines: matching.map(\.name), eventIDs: matching.map { _ in EventID() })
+        case .group:
+            // The first of the configuration's groups with a matching online member is the pool.
+            let group = record.selector.groups.first { group in matching.contains { $0.groups.contains(group) } }
+            guard let group else { return nil }
+            return DispatchPlan(machines: [], group: group, eventIDs: [EventID()])
+        case .parallel:
+            guard !matching.isEmpty else { return nil }
+            let queue = Topology.parallelQueue(execution: record.executionID)
+            // One id per test, then one per announcement.
+            let ids = (0..<(record.tests.count + matching.count)).map { _ in EventID() }
+            return DispatchPlan(machines: matching.map(\.name), parallelQueue: queue, eventIDs: ids)
+        }
+    }
+
+    private func context(_ record: ExecutionRecord) -> ExecutionContext {
+        ExecutionContext(
+            executionID: record.executionID, scenario: record.scenario, suite: record.suite, runMode: record.runMode,
+            env: record.env,
+            timeouts: ExecutionTimeouts(
+                pendingDeadline: Timestamp(record.pendingDeadline),
+                runningTimeoutMs: Milliseconds(UInt64(max(0, record.runningTimeoutMs)))),
+            requestedBy: record.requestedBy)
+    }
+
+    /// Declares the queues the plan needs and publishes its messages with their planned ids.
+    private func publishPlan(_ plan: DispatchPlan, record: ExecutionRecord) async throws {
+        let context = context(record)
+        var messages: [OutgoingMessage] = []
+        func add(_ payload: some EventPayload, id: EventID, routingKey: String) throws {
+            let envelope = Envelope(id: id, source: source, payload: payload)
+            messages.append(try OutgoingMessage.envelope(envelope, exchange: Topology.dispatchExchange, routingKey: routingKey))
+        }
+        switch record.runMode {
+        case .mono, .stress:
+            try await connection.declareTopology(
+                queues: plan.machines.map(Topology.machineQueueDeclaration),
+                bindings: plan.machines.flatMap(Topology.machineBindings))
+            for (machine, id) in zip(plan.machines, plan.eventIDs) {
+                try add(
+                    ExecutionDispatch(execution: context, attempt: plan.attempt, tests: record.tests), id: id,
+                    routingKey: Topology.machineRoutingKey(machine))
+            }
+        case .group:
+            guard let group = plan.group else { return }
+            try await connection.declareTopology(
+                queues: [Topology.groupQueueDeclaration(group)], bindings: [Topology.groupBinding(group)])
+            try add(
+                ExecutionDispatch(execution: context, attempt: plan.attempt, tests: record.tests), id: plan.eventIDs[0],
+                routingKey: Topology.groupRoutingKey(group))
+        case .parallel:
+            let execution = record.executionID
+            try await connection.declareTopology(
+                queues: [Topology.parallelQueueDeclaration(execution: execution)] + plan.machines.map(Topology.machineQueueDeclaration),
+                bindings: [Topology.parallelBinding(execution: execution)] + plan.machines.flatMap(Topology.machineBindings))
+            let history = try await store.expectedDurations(record.tests.map(\.id))
+            let order = MachineMatcher.longestFirst(record.tests, history: history)
+            for (position, index) in order.enumerated() {
+                var test = record.tests[index]
+                if let expected = history[test.id] { test.expectedDurationMs = Milliseconds(UInt64(max(0, expected))) }
+                try add(
+                    TestDispatch(execution: context, index: index, count: record.tests.count, attempt: plan.attempt, test: test),
+                    id: plan.eventIDs[position], routingKey: Topology.parallelRoutingKey(execution: execution))
+            }
+            for (offset, machine) in plan.machines.enumerated() {
+                try add(
+                    ExecutionDispatch(
+                        execution: context, attempt: plan.attempt, tests: [],
+                        parallel: ParallelWork(execution: execution, testCount: record.tests.count)),
+                    id: plan.eventIDs[record.tests.count + offset], routingKey: Topology.machineRoutingKey(machine))
+            }
+        }
+        for result in await connection.publish(contentsOf: messages) { try result.get() }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `TimeInterval`.
+    var seconds: TimeInterval {
+        TimeInterval(components.seconds) + TimeInterval(components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,118 @@
+public import CTABroker
+import CTACore
+import CTAMessaging
+import Foundation
+public import Logging
+
+/// One coordinator instance: the consumer of agent events, the composer that dispatches pending executions, and
+/// the timekeeper. Several instances may run against the same broker and database; every write is idempotent
+/// and every decision that must happen once (dispatching an execution, ending it) is claimed in the store.
+public final class Coordinator: Sendable {
+    public struct Settings: Sendable {
+        /// The instance name (machine-name alphabet): the source of its events, `coordinator/<instance>`.
+        public var instance: String
+        /// Largest batch of results written at once (the results queue's prefetch).
+        public var resultBatch: Int
+        /// How often the composer looks for due pending executions when nothing woke it.
+        public var composerInterval: Duration
+        /// How long a composer's claim on an execution lasts.
+        public var claimDuration: Duration
+        /// How long a pending execution that matched no machine waits before the next look.
+        public var retryInterval: Duration
+        /// How often the timekeeper checks deadlines and unfinished completions.
+        public var sweepInterval: Duration
+        /// After a running timeout's cancel, how long agents get to report before the execution is ended anyway.
+        public var timeoutGrace: Duration
+
+        public init(
+            instance: String, resultBatch: Int = 500, composerInterval: Duration = .milliseconds(20),
+            claimDuration: Duration = .seconds(30), retryInterval: Duration = .seconds(1),
+            sweepInterval: Duration = .seconds(1), timeoutGrace: Duration = .seconds(60)
+        ) {
+            self.instance = instance
+            self.resultBatch = resultBatch
+            self.composerInterval = composerInterval
+            self.claimDuration = claimDuration
+            self.retryInterval = retryInterval
+            self.sweepInterval = sweepInterval
+            self.timeoutGrace = timeoutGrace
+        }
+    }
+
+    let store: any Store
+    let connection: AMQPConnection
+    let settings: Settings
+    let logger: Logger
+    let wake = Wakeup()
+
+    public init(store: any Store, broker: AMQPConfiguration, settings: Settings, logger: Logger) {
+        var broker = broker
+        broker.connectionName = "cta-coordinator/\(settings.instance)"
+        self.store = store
+        self.connection = AMQPConnection(configuration: broker, logger: logger)
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// `coordinator/<instance>`.
+    var source: Source { .coordinator(settings.instance) }
+
+    /// Connects (retrying until the broker answers), declares the coordinator's queues, prepares the store, then
+    /// consumes, composes and keeps time until cancelled. On cancellation the batches being written are finished
+    /// and acknowledged first.
+    public func run() async throws {
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
+        while true {
+            do throws(AMQPError) {
+                try await connection.connect()
+                break
+            } catch {
+                try Task.checkCancellation()
+                let delay = backoff.next()
+                logger.warning("broker not reachable, retrying", metadata: ["cta.error": "\(error)", "cta.retry.delay": "\(delay)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+        try await connection.declareTopology(queues: Topology.coordinatorQueues, bindings: Topology.coordinatorBindings)
+        try await retryingStore("prepare the store") { try await self.store.prepare() }
+        logger.info("coordinator started", metadata: ["cta.instance": "\(settings.instance)"])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.consumeResults() }
+            group.addTask { await self.consumeStates() }
+            group.addTask { await self.consumeAgents(queue: Topology.agentsQueue) }
+            group.addTask { await self.consumeAgents(queue: Topology.heartbeatsQueue) }
+            group.addTask { await self.composeLoop() }
+            group.addTask { await self.sweepLoop() }
+            await group.waitForAll()
+        }
+        await connection.close()
+        logger.info("coordinator stopped", metadata: ["cta.instance": "\(settings.instance)"])
+    }
+
+    /// Runs a store operation until it succeeds: a database outage pauses the caller (and so, for consumers, the
+    /// consumption: deliveries stay unacknowledged in the broker) instead of losing anything. Throws only on
+    /// cancellation.
+    func retryingStore<T: Sendable>(_ what: String, _ body: @Sendable () async throws -> T) async throws -> T {
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+        while true {
+            do {
+                return try await body()
+            } catch {
+                try Task.checkCancellation()
+                let delay = backoff.next()
+                logger.warning(
+                    "store unavailable, retrying", metadata: ["cta.action": "\(what)", "cta.error": "\(error)", "cta.retry.delay": "\(delay)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    /// Publishes a coordinator event; throws when the broker did not confirm it.
+    func publish(_ payload: some EventPayload, id: EventID = EventID(), exchange: String = Topology.dispatchExchange, routingKey: String)
+        async throws
+    {
+        let envelope = Envelope(id: id, source: source, payload: payload)
+        let message = try OutgoingMessage.envelope(envelope, exchange: exchange, routingKey: routingKey)
+        try await connection.publish(message)
+    }
+}

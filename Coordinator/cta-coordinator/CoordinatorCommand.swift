@@ -1,0 +1,169 @@
+import ArgumentParser
+import CTABroker
+import CTACoordinator
+import CTACore
+import CTAMongo
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+@main
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cta-coordinator",
+        abstract: "Schedules CTA executions, dispatches them to agents and stores what they report.",
+        subcommands: [Serve.self, Apply.self, Run.self])
+}
+
+/// Where the database is; shared by every subcommand.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .customLong("mongo-uri"), help: "The MongoDB URI (default: $CTA_MONGO_URI).")
+    var mongoURI: String?
+
+    @Option(help: "The database name (default: $CTA_DATABASE, else cta).")
+    var database: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func bootstrapLogging() -> Logger {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "cta.coordinator")
+    }
+
+    func open(logger: Logger) throws -> (MongoClient, MongoStore) {
+        let environment = ProcessInfo.processInfo.environment
+        guard let uri = mongoURI ?? environment["CTA_MONGO_URI"] else {
+            throw ValidationError("no MongoDB URI: pass --mongo-uri or set CTA_MONGO_URI")
+        }
+        let client = try MongoClient(uri: uri, logger: logger)
+        let name = database ?? environment["CTA_DATABASE"] ?? "cta"
+        return (client, MongoStore(database: client.database(name)))
+    }
+}
+
+extension CoordinatorCommand {
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Runs a coordinator until SIGTERM or SIGINT.")
+
+        @OptionGroup var store: StoreOptions
+
+        @Option(name: .customLong("amqp-url"), help: "The broker URL (default: $CTA_AMQP_URL).")
+        var amqpURL: String?
+
+        @Option(help: "This coordinator's instance name (default: the host name and process id).")
+        var instance: String?
+
+        @Option(name: .customLong("definitions"), help: "Definition files to load before starting (a file or a directory).")
+        var definitions: String?
+
+        func run() async throws {
+            let logger = store.bootstrapLogging()
+            let environment = ProcessInfo.processInfo.environment
+            guard let url = amqpURL ?? environment["CTA_AMQP_URL"] else {
+                throw ValidationError("no broker URL: pass --amqp-url or set CTA_AMQP_URL")
+            }
+            let broker = try AMQPConfiguration(url: url)
+            let name = instance ?? defaultInstanceName()
+            guard MachineName(name) != nil else {
+                throw ValidationError("instance \"\(name)\": use letters, digits, '.', '_' and '-', starting with a letter or digit")
+            }
+            let definitionSet = try definitions.map(loadDefinitions)
+            let (client, mongoStore) = try store.open(logger: logger)
+            if let definitionSet {
+                try await mongoStore.prepare()
+                try await mongoStore.save(definitionSet)
+            }
+            let coordinator = Coordinator(
+                store: mongoStore, broker: broker, settings: Coordinator.Settings(instance: name), logger: logger)
+            let group = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: [CoordinatorService(coordinator: coordinator)],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    cancellationSignals: [.sigquit],
+                    logger: logger))
+            try await group.run()
+            try await client.shutdown()
+        }
+
+        private func defaultInstanceName() -> String {
+            let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "coordinator"
+            let clean = String(host.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "-" })
+            return "\(clean.isEmpty ? "coordinator" : clean)-\(getpid())"
+        }
+    }
+
+    struct Apply: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Checks definition files and stores them.")
+
+        @OptionGroup var store: StoreOptions
+
+        @Argument(help: "A definition file or a directory of them.")
+        var path: String
+
+        func run() async throws {
+            let logger = store.bootstrapLogging()
+            let definitions = try loadDefinitions(path)
+            let (client, mongoStore) = try store.open(logger: logger)
+            try await mongoStore.prepare()
+            try await mongoStore.save(definitions)
+            try await client.shutdown()
+            print(
+                "applied \(definitions.tests.count) tests, \(definitions.suites.count) suites, "
+                    + "\(definitions.configurations.count) configurations, \(definitions.scenarios.count) scenarios")
+        }
+    }
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Runs a scenario, prints each result as it arrives and a summary.",
+            discussion: "Exits 0 when the execution finished and every test passed, 1 when a test did not pass, 2 when the execution did not finish.")
+
+        @OptionGroup var store: StoreOptions
+
+        @Argument(help: "The scenario id.")
+        var scenario: String
+
+        @Option(name: .customLong("definitions"), help: "Definition files to apply first (a file or a directory).")
+        var definitions: String?
+
+        @Option(name: .customLong("requested-by"), help: "Who asks for the run (shown with the execution).")
+        var requestedBy: String = "cli/\(ProcessInfo.processInfo.environment["USER"] ?? "user")"
+
+        func run() async throws {
+            let logger = store.bootstrapLogging()
+            guard let scenarioID = ScenarioID(scenario) else { throw ValidationError("\"\(scenario)\" is not a scenario id") }
+            let definitionSet = try definitions.map(loadDefinitions)
+            let (client, mongoStore) = try store.open(logger: logger)
+            try await mongoStore.prepare()
+            if let definitionSet { try await mongoStore.save(definitionSet) }
+            let record: ExecutionRecord
+            do {
+                record = try await mongoStore.requestExecution(of: scenarioID, requestedBy: requestedBy)
+            } catch let error as ExecutionRequestError {
+                FileHandle.standardError.write(Data("cta-coordinator: \(error)\n".utf8))
+                try? await client.shutdown()
+                throw ExitCode(65)
+            }
+            let code = try await ExecutionFollower(store: mongoStore).follow(record)
+            try await client.shutdown()
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+}
+
+struct CoordinatorService: Service {
+    let coordinator: Coordinator
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            try await coordinator.run()
+        }
+    }
+}

@@ -1,3 +1,0 @@
-import CTACoordinator
-
-print("cta-coordinator")
