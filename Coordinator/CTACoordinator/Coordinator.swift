@@ -107,6 +107,15 @@ public final class Coordinator: Sendable {
         }
     }
 
+    /// Ends an execution once across every coordinator; the one that ended it runs what follows an end
+    /// (callbacks, chained scenarios). Returns whether this call ended it.
+    func end(_ record: ExecutionRecord, phase: ExecutionPhase, reason: String?, counts: ResultCounts) async throws -> Bool {
+        guard try await store.endExecution(record.executionID, phase: phase, reason: reason, counts: counts, at: Date())
+        else { return false }
+        await executionEnded(record, phase: phase, reason: reason, counts: counts)
+        return true
+    }
+
     /// Publishes a coordinator event; throws when the broker did not confirm it.
     func publish(_ payload: some EventPayload, id: EventID = EventID(), exchange: String = Topology.dispatchExchange, routingKey: String)
         async throws

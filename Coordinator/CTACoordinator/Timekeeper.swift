@@ -33,7 +33,7 @@ extension Coordinator {
             if record.runMode == .parallel { try await deleteParallelQueue(record.executionID) }
             let phase: ExecutionPhase = record.cancelRequested == nil ? .timeout : .cancelled
             let reason = record.cancelRequested ?? "no machine started it before its pending deadline"
-            if try await store.endExecution(record.executionID, phase: phase, reason: reason, counts: ResultCounts(), at: now) {
+            if try await end(record, phase: phase, reason: reason, counts: ResultCounts()) {
                 logger.info("execution ended before it started", metadata: ["cta.execution": "\(record.executionID)", "cta.phase": "\(phase.rawValue)"])
             }
         }
@@ -66,7 +66,7 @@ extension Coordinator {
         }
         let reason = "running timeout; " + (missing.isEmpty ? "no machine reported" : missing.joined(separator: "; "))
         let counts = try await store.resultCounts(record.executionID, machine: nil)
-        if try await store.endExecution(record.executionID, phase: .timeout, reason: reason, counts: counts, at: now) {
+        if try await end(record, phase: .timeout, reason: reason, counts: counts) {
             logger.warning("execution ended by its running timeout", metadata: ["cta.execution": "\(record.executionID)", "cta.reason": "\(reason)"])
         }
     }
@@ -80,7 +80,7 @@ extension Coordinator {
         if record.dispatchedAt == nil {
             // The composer ends it when it next claims it; end it now if no composer holds it.
             if record.claimedBy == nil {
-                _ = try await store.endExecution(execution, phase: .cancelled, reason: reason, counts: ResultCounts(), at: Date())
+                _ = try await end(record, phase: .cancelled, reason: reason, counts: ResultCounts())
             }
             return true
         }

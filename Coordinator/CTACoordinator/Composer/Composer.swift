@@ -44,13 +44,13 @@ extension Coordinator {
         let holder = settings.instance
         do {
             if let reason = record.cancelRequested {
-                _ = try await store.endExecution(execution, phase: .cancelled, reason: reason, counts: ResultCounts(), at: now)
+                _ = try await end(record, phase: .cancelled, reason: reason, counts: ResultCounts())
                 return
             }
             if now >= record.pendingDeadline {
                 let why = record.pending?.summary ?? "it was not dispatched"
-                _ = try await store.endExecution(
-                    execution, phase: .timeout, reason: "pending deadline passed: \(why)", counts: ResultCounts(), at: now)
+                _ = try await end(
+                    record, phase: .timeout, reason: "pending deadline passed: \(why)", counts: ResultCounts())
                 logger.info("execution timed out pending", metadata: ["cta.execution": "\(execution)"])
                 return
             }

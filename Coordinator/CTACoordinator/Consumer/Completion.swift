@@ -82,7 +82,7 @@ extension Coordinator {
             finals.contains(.cancelled) ? .cancelled : finals.contains(.timeout) ? .timeout : .finished
         let reason = parts.compactMap(\.reason).first
         let counts = try await store.resultCounts(execution, machine: nil)
-        guard try await store.endExecution(execution, phase: phase, reason: reason, counts: counts, at: Date()) else { return }
+        guard try await end(record, phase: phase, reason: reason, counts: counts) else { return }
         logger.info(
             "execution ended",
             metadata: [
