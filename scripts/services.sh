@@ -226,6 +226,11 @@ stop)
         [ -f "$nested/server.pid" ] || continue
         RABBIT_DIR="$nested" stop_rabbitmq
     done
+    # Private MongoDB-wire servers that tests started under this directory (for restart tests).
+    for nested in "$DIR"/*/mongo; do
+        [ -f "$nested/server.pid" ] || continue
+        MONGO_DIR="$nested" stop_mongo
+    done
     ;;
 start-rabbitmq) start_rabbitmq ;;
 stop-rabbitmq) stop_rabbitmq ;;

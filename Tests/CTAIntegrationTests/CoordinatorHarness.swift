@@ -3,6 +3,7 @@ import CTACore
 import CTAMongo
 import Foundation
 import Logging
+import Synchronization
 import Testing
 
 /// The broker virtual host the end-to-end tests run in: real coordinators consume its coordinator queues.
@@ -56,16 +57,21 @@ final class Scene: Sendable {
     let client: MongoClient
     let store: MongoStore
     let databaseName: String
+    let mongoURI: String
     let group: GroupName
     let brokerURL: String
-    let coordinators: [CoordinatorProcess]
+    private let processes: Mutex<[CoordinatorProcess]>
     let agents: [AgentProcess]
     let machines: [MachineName]
 
-    init(agents count: Int, coordinators coordinatorCount: Int = 1) async throws {
+    /// Every coordinator started in this scene, in start order (including those killed since).
+    var coordinators: [CoordinatorProcess] { processes.withLock { $0 } }
+
+    init(agents count: Int, coordinators coordinatorCount: Int = 1, mongoURI: String? = nil) async throws {
         let brokerURL = try EndToEndBroker.requireURL()
         self.brokerURL = brokerURL
-        let uri = try ServiceEnvironment.requireMongoURI()
+        let uri = try mongoURI ?? ServiceEnvironment.requireMongoURI()
+        self.mongoURI = uri
         let directory = NSTemporaryDirectory() + "cta-e2e-\(UUID().uuidString.prefix(8))"
         self.directory = directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -74,14 +80,25 @@ final class Scene: Sendable {
         client = try MongoClient(uri: uri, logger: Logger(label: "cta.e2e"))
         store = MongoStore(database: client.database(databaseName))
         group = try #require(GroupName(ServiceEnvironment.uniqueName("pool")))
-        coordinators = try (0..<coordinatorCount).map { index in
-            try CoordinatorProcess.start(
-                instance: "e2e-\(index)", brokerURL: brokerURL, mongoURI: uri, database: databaseName, directory: directory)
-        }
+        processes = Mutex(
+            try (0..<coordinatorCount).map { index in
+                try CoordinatorProcess.start(
+                    instance: "e2e-\(index)", brokerURL: brokerURL, mongoURI: uri, database: databaseName,
+                    directory: directory)
+            })
         let (machines, agents) = try AgentProcess.startNew(
             (0..<count).map { "e2e\($0)" }, brokerURL: brokerURL, groups: [group.rawValue])
         self.machines = machines
         self.agents = agents
+    }
+
+    /// Starts another coordinator on the scene's broker and database.
+    @discardableResult
+    func startCoordinator(instance: String) throws -> CoordinatorProcess {
+        let process = try CoordinatorProcess.start(
+            instance: instance, brokerURL: brokerURL, mongoURI: mongoURI, database: databaseName, directory: directory)
+        processes.withLock { $0.append(process) }
+        return process
     }
 
     /// Waits until every agent is registered and online in the store.
@@ -169,8 +186,10 @@ enum E2ETests {
 }
 
 /// Runs `body` with a new scene and closes it (processes stopped, database dropped) whatever happens.
-func withScene(agents: Int, coordinators: Int = 1, _ body: (Scene) async throws -> Void) async throws {
-    let scene = try await Scene(agents: agents, coordinators: coordinators)
+func withScene(
+    agents: Int, coordinators: Int = 1, mongoURI: String? = nil, _ body: (Scene) async throws -> Void
+) async throws {
+    let scene = try await Scene(agents: agents, coordinators: coordinators, mongoURI: mongoURI)
     do {
         try await body(scene)
     } catch {

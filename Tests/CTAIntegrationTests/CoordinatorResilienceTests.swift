@@ -1,0 +1,102 @@
+import CTACoordinator
+import CTACore
+import CTAMongo
+import Foundation
+import Testing
+
+/// Coordinators killed, doubled, and their database restarted, while real agents run real tests.
+@Suite(
+    "Coordinator resilience: kill -9, two coordinators, database restart", .serialized,
+    .enabled(if: EndToEndBroker.enabled, "needs CTA_AMQP_E2E_URL and CTA_MONGO_URI"))
+struct CoordinatorResilienceTests {
+    /// Ten tests of 30 JUnit cases each, spread over a few seconds so that an interruption lands mid-run.
+    static let spreadSuite: [TestDefinition] = (0..<10).map { index in
+        var test = E2ETests.junit("spread-\(index)", cases: 30, failing: index == 3 ? [7] : [])
+        test.stages.insert(Stage(name: "wait", run: "sleep 0.4"), at: 0)
+        return test
+    }
+
+    /// Every result of the execution is stored exactly once and matches the execution's counts.
+    func checkExactlyOnce(_ scene: Scene, _ execution: ExecutionRecord, expected: Int) async throws {
+        let results = try await scene.store.results(execution.executionID)
+        let keys = results.map { "\($0.machine)|\($0.result.testID)|\($0.result.name)" }
+        #expect(Set(keys).count == keys.count, "a result was stored twice")
+        #expect(results.count == expected)
+        let counts = try await scene.store.resultCounts(execution.executionID, machine: nil)
+        #expect(execution.counts == counts)
+        #expect(counts.failed == UInt64(expected / 300))
+    }
+
+    @Test("a coordinator killed with SIGKILL mid-execution and started again: the execution completes, each result stored once")
+    func killAndRestart() async throws {
+        try await withScene(agents: 2) { scene in
+            try await scene.waitForMachines()
+            let scenario = try await scene.define(Self.spreadSuite, runMode: .stress)
+            let created = try await scene.store.requestExecution(of: scenario, requestedBy: "test")
+            try await scene.waitFor("some results stored", timeout: .seconds(60)) {
+                try await scene.store.resultCounts(created.executionID, machine: nil).total >= 60
+            }
+            let first = scene.coordinators[0]
+            first.signal(SIGKILL)
+            _ = await AgentProcess(machine: MachineName(unchecked: "x"), directory: "", pid: first.pid).waitForExit()
+            // The agents carry on; their events wait in the broker.
+            try await Task.sleep(for: .seconds(2))
+            try scene.startCoordinator(instance: "e2e-restarted")
+            let execution = try await scene.waitForEnd(created.executionID)
+            #expect(execution.phase == .finished, "\(execution.phase) \(execution.endReason ?? "")\n\(scene.diagnostics())")
+            try await checkExactlyOnce(scene, execution, expected: 2 * 300)
+        }
+    }
+
+    @Test("two coordinators consume and compose together: every execution ends once with every result stored once")
+    func twoCoordinators() async throws {
+        try await withScene(agents: 2, coordinators: 2) { scene in
+            try await scene.waitForMachines()
+            let stress = try await scene.define(Self.spreadSuite, runMode: .stress)
+            let parallel = try await scene.define(Self.spreadSuite, runMode: .parallel)
+            let a = try await scene.store.requestExecution(of: stress, requestedBy: "test")
+            let b = try await scene.store.requestExecution(of: parallel, requestedBy: "test")
+            let first = try await scene.waitForEnd(a.executionID)
+            let second = try await scene.waitForEnd(b.executionID)
+            #expect(first.phase == .finished && second.phase == .finished, "\(scene.diagnostics())")
+            try await checkExactlyOnce(scene, first, expected: 2 * 300)
+            try await checkExactlyOnce(scene, second, expected: 300)
+            // Both coordinators worked: each logged consuming, and the dispatches were claimed once each.
+            #expect(first.dispatch?.machines.count == 2)
+            #expect(Set(try await scene.store.results(b.executionID).compactMap(\.result.index)) == Set(0..<10))
+        }
+    }
+
+    static let mongoOverrides: [String: String] = [
+        "CTA_SERVICES_DIR": (ServiceEnvironment.environment["CTA_SERVICES_DIR"] ?? NSTemporaryDirectory()) + "/mongo-restart-node",
+        "CTA_MONGO_PORT": "23017",
+    ]
+
+    @Test("the database restarts mid-run: consumption pauses, nothing acknowledged is lost, the execution completes")
+    func databaseRestart() async throws {
+        try await ServiceEnvironment.services("stop-mongo", overrides: Self.mongoOverrides)
+        try await ServiceEnvironment.services("start-mongo", overrides: Self.mongoOverrides)
+        let uri = "mongodb://127.0.0.1:23017/?retryWrites=false&serverSelectionTimeoutMS=2000"
+        do {
+            try await withScene(agents: 2, mongoURI: uri) { scene in
+                try await scene.waitForMachines()
+                let scenario = try await scene.define(Self.spreadSuite, runMode: .stress)
+                let created = try await scene.store.requestExecution(of: scenario, requestedBy: "test")
+                try await scene.waitFor("some results stored", timeout: .seconds(60)) {
+                    try await scene.store.resultCounts(created.executionID, machine: nil).total >= 60
+                }
+                try await ServiceEnvironment.services("stop-mongo", overrides: Self.mongoOverrides)
+                try await Task.sleep(for: .seconds(3))
+                try await ServiceEnvironment.services("start-mongo", overrides: Self.mongoOverrides)
+                let execution = try await scene.waitForEnd(created.executionID, timeout: .seconds(180))
+                #expect(execution.phase == .finished, "\(execution.phase) \(execution.endReason ?? "")\n\(scene.diagnostics())")
+                try await checkExactlyOnce(scene, execution, expected: 2 * 300)
+                #expect(scene.coordinators[0].log.contains("store unavailable, retrying"), "the outage was not noticed")
+            }
+        } catch {
+            try? await ServiceEnvironment.services("stop-mongo", overrides: Self.mongoOverrides)
+            throw error
+        }
+        try await ServiceEnvironment.services("stop-mongo", overrides: Self.mongoOverrides)
+    }
+}
