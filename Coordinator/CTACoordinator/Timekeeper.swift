@@ -23,10 +23,12 @@ extension Coordinator {
         for execution in try await store.executionsAwaitingCompletion() {
             if let record = try await store.execution(execution) { try await checkCompletion(record) }
         }
-        for record in try await store.executions(in: .running, limit: 500) {
+        let running = try await store.executions(in: .running, limit: 500)
+        for record in running {
             if record.runMode == .parallel, record.parallelQueueDeleted != true { try await checkCompletion(record) }
             try await enforceRunningTimeout(record, now: now)
         }
+        try await handleLostMachines(running, now: now)
         for record in try await store.executions(in: .pending, limit: 500) where record.dispatchedAt != nil {
             // Dispatched, but no machine took it before its deadline (undispatched ones are the composer's).
             guard now >= record.pendingDeadline else { continue }

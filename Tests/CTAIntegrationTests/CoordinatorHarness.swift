@@ -101,10 +101,11 @@ final class Scene: Sendable {
         return process
     }
 
-    /// Waits until every agent is registered and online in the store.
+    /// Waits until every agent is registered, online in the store, and has sent a heartbeat.
     func waitForMachines(timeout: Duration = .seconds(60)) async throws {
         try await waitFor("machines online", timeout: timeout) {
-            let online = try await self.store.machines().filter { $0.isOnline(at: Date()) }.map(\.name)
+            let online = try await self.store.machines()
+                .filter { $0.isOnline(at: Date()) && $0.heartbeatIntervalMs != nil }.map(\.name)
             return Set(self.machines).isSubset(of: Set(online))
         }
     }

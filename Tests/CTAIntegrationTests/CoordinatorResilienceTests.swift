@@ -99,4 +99,60 @@ struct CoordinatorResilienceTests {
         }
         try await ServiceEnvironment.services("stop-mongo", overrides: Self.mongoOverrides)
     }
+
+    @Test("an agent lost mid-run (mono): the tests it never reported are inconclusive with the reason; the execution ends")
+    func lostAgentMono() async throws {
+        try await withScene(agents: 1) { scene in
+            try await scene.waitForMachines()
+            let scenario = try await scene.define(
+                [E2ETests.shell("quick", "true"), E2ETests.shell("long", "sleep 20"), E2ETests.shell("after", "true")],
+                runMode: .mono)
+            let created = try await scene.store.requestExecution(of: scenario, requestedBy: "test")
+            try await scene.waitFor("the first result", timeout: .seconds(60)) {
+                try await scene.store.resultCounts(created.executionID, machine: nil).ok >= 1
+            }
+            scene.agents[0].signal(SIGKILL)
+            _ = await scene.agents[0].waitForExit()
+            let execution = try await scene.waitForEnd(created.executionID, timeout: .seconds(60))
+            #expect(execution.phase == .finished, "\(execution.phase)\n\(scene.diagnostics())")
+            let results = try await scene.store.results(created.executionID)
+            let byTest = Dictionary(grouping: results, by: \.result.testID.rawValue)
+            #expect(byTest["quick"]?.map(\.result.status) == [.ok])
+            for test in ["long", "after"] {
+                let result = try #require(byTest[test]?.first, "no result for \(test)")
+                #expect(byTest[test]?.count == 1)
+                #expect(result.result.status == .inconclusive)
+                #expect(result.result.message?.contains("was lost") == true)
+            }
+            #expect(execution.counts == ResultCounts(ok: 1, inconclusive: 2))
+            #expect(execution.endReason?.contains("was lost") == true)
+        }
+    }
+
+    @Test("an agent lost mid-run (parallel): the test it held is re-queued once and run by another machine")
+    func lostAgentParallel() async throws {
+        try await withScene(agents: 2) { scene in
+            try await scene.waitForMachines()
+            let tests = (0..<8).map { E2ETests.shell("slow-\($0)", "sleep 1") }
+            let scenario = try await scene.define(tests, runMode: .parallel)
+            let created = try await scene.store.requestExecution(of: scenario, requestedBy: "test")
+            try await scene.waitFor("both machines working", timeout: .seconds(60)) {
+                try await scene.store.parts(created.executionID).count == 2
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let victim = scene.agents[0]
+            victim.signal(SIGKILL)
+            _ = await victim.waitForExit()
+            let execution = try await scene.waitForEnd(created.executionID, timeout: .seconds(90))
+            #expect(execution.phase == .finished, "\(execution.phase) \(execution.endReason ?? "")\n\(scene.diagnostics())")
+            let results = try await scene.store.results(created.executionID)
+            #expect(Set(results.compactMap(\.result.index)) == Set(0..<8))
+            #expect(results.allSatisfy { $0.result.status == .ok })
+            let requeued = results.filter { $0.result.attempt == 2 }
+            #expect(!requeued.isEmpty, "the lost machine's test was not re-queued")
+            #expect(requeued.allSatisfy { $0.machine == scene.machines[1] })
+            let parts = try await scene.store.parts(created.executionID)
+            #expect(parts.first { $0.machine == victim.machine }?.lost == true)
+        }
+    }
 }

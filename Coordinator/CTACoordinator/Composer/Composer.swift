@@ -113,7 +113,7 @@ extension Coordinator {
         }
     }
 
-    private func context(_ record: ExecutionRecord) -> ExecutionContext {
+    func dispatchContext(_ record: ExecutionRecord) -> ExecutionContext {
         ExecutionContext(
             executionID: record.executionID, scenario: record.scenario, suite: record.suite, runMode: record.runMode,
             env: record.env,
@@ -125,7 +125,7 @@ extension Coordinator {
 
     /// Declares the queues the plan needs and publishes its messages with their planned ids.
     private func publishPlan(_ plan: DispatchPlan, record: ExecutionRecord) async throws {
-        let context = context(record)
+        let context = dispatchContext(record)
         var messages: [OutgoingMessage] = []
         func add(_ payload: some EventPayload, id: EventID, routingKey: String) throws {
             let envelope = Envelope(id: id, source: source, payload: payload)

@@ -22,6 +22,20 @@ public struct ResultRecord: Codable, Hashable, Sendable {
     public var time: Date
     public var receivedAt: Date
     public var result: TestResult
+
+    public init(
+        id: String, executionID: String, machine: MachineName, epoch: String, seq: UInt64, time: Date,
+        receivedAt: Date, result: TestResult
+    ) {
+        self._id = id
+        self.executionID = executionID
+        self.machine = machine
+        self.epoch = epoch
+        self.seq = seq
+        self.time = time
+        self.receivedAt = receivedAt
+        self.result = result
+    }
 }
 
 /// A stored `execution.state`, keyed by its event id.

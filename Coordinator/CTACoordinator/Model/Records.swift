@@ -151,6 +151,8 @@ public struct PartRecord: Codable, Hashable, Sendable {
     /// Set when every event in `[firstSeq, lastSeq]` is stored and the stored results match `reportedCounts`.
     public var complete: Bool
     public var updatedAt: Date
+    /// Set when the machine was lost (no heartbeat for three intervals) before its final state.
+    public var lost: Bool?
 
     public static func id(execution: String, machine: MachineName) -> String { "\(execution)/\(machine)" }
 }
@@ -181,6 +183,8 @@ public struct MachineRecord: Codable, Hashable, Sendable {
     public var draining: Bool
     public var lastSeq: UInt64
     public var shutdownReason: String?
+    /// The heartbeat interval the agent last announced; nil until its first heartbeat.
+    public var heartbeatIntervalMs: Int64?
 
     public var name: MachineName { MachineName(unchecked: _id) }
     public func isOnline(at now: Date) -> Bool { onlineUntil > now }

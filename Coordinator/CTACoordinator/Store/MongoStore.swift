@@ -169,7 +169,9 @@ public struct MongoStore: Store {
     {
         let write = try await storeAgentEvent(envelope, machine: registration.machine, receivedAt: receivedAt)
         guard write == .stored else { return write }
-        let interval = 3 * 15.0
+        // Online for three heartbeat intervals: the interval it last announced, else the default 15 s.
+        let known = try await machinesCollection.findOne(["_id": .string(registration.machine.rawValue)])
+        let interval = 3 * Double(known?.heartbeatIntervalMs ?? 15_000) / 1000
         var fields: BSONDocument = [
             "hostname": .string(registration.hostname),
             "addresses": .array(registration.addresses.map { .string($0) }),
@@ -222,6 +224,7 @@ public struct MongoStore: Store {
                 "draining": .bool(heartbeat.draining),
                 "lastSeq": .int64(Int64(clamping: heartbeat.lastSeq)),
                 "shutdownReason": .null,
+                "heartbeatIntervalMs": .int64(Int64(clamping: heartbeat.intervalMs.value)),
             ]))
         return result.matchedCount > 0
     }
@@ -336,7 +339,7 @@ public struct MongoStore: Store {
                     (
                         index,
                         ResultRecord(
-                            _id: envelope.id.description, executionID: result.executionID.description,
+                            id: envelope.id.description, executionID: result.executionID.description,
                             machine: result.machine, epoch: envelope.epoch?.description ?? "", seq: envelope.seq ?? 0,
                             time: envelope.time.date, receivedAt: receivedAt, result: result)
                     ))
@@ -490,6 +493,20 @@ public struct MongoStore: Store {
 
     public func states(_ execution: ExecutionID) async throws -> [StateRecord] {
         try await statesCollection.find(["executionID": .string(execution.description)], sort: .ascending("receivedAt", "seq"))
+    }
+
+    public func closeLostPart(_ id: String, reason: String, at: Date) async throws -> Bool {
+        let result = try await partsCollection.updateOne(
+            ["_id": .string(id), "finalState": .null],
+            .set([
+                "finalState": "finished", "state": "finished", "complete": true, "lost": true, "reason": .string(reason),
+                "updatedAt": .date(at),
+            ]))
+        return result.modifiedCount == 1
+    }
+
+    public func storeCoordinatorResults(_ results: [ResultRecord]) async throws -> [StoreWrite] {
+        try await insertIdempotently(results, into: resultsCollection)
     }
 
     public func recordDurations(_ execution: ExecutionID) async throws {

@@ -80,6 +80,12 @@ public protocol Store: Sendable {
     func executionsAwaitingCompletion() async throws -> [ExecutionID]
     func results(_ execution: ExecutionID) async throws -> [ResultRecord]
     func states(_ execution: ExecutionID) async throws -> [StateRecord]
+    /// Closes the part of a machine that was lost before it reported its final state: complete, with `reason`.
+    /// True for the one caller that closed it.
+    func closeLostPart(_ id: String, reason: String, at: Date) async throws -> Bool
+    /// Writes results the coordinator made itself (for tests a lost machine never reported), each at most once.
+    func storeCoordinatorResults(_ results: [ResultRecord]) async throws -> [StoreWrite]
+
     /// Folds the durations of an ended execution's tests into their history.
     func recordDurations(_ execution: ExecutionID) async throws
 }
