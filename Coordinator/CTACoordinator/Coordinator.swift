@@ -23,11 +23,19 @@ public final class Coordinator: Sendable {
         public var sweepInterval: Duration
         /// After a running timeout's cancel, how long agents get to report before the execution is ended anyway.
         public var timeoutGrace: Duration
+        /// How long the scheduler lease lasts: a coordinator that dies is replaced by another within it.
+        public var schedulerLease: Duration
+        /// How often the leading scheduler looks for due firings.
+        public var schedulerTick: Duration
+        /// How far back a new leader looks for firings nobody made (the latest missed one is made).
+        public var schedulerCatchUp: Duration
 
         public init(
             instance: String, resultBatch: Int = 500, composerInterval: Duration = .milliseconds(20),
             claimDuration: Duration = .seconds(30), retryInterval: Duration = .seconds(1),
-            sweepInterval: Duration = .seconds(1), timeoutGrace: Duration = .seconds(60)
+            sweepInterval: Duration = .seconds(1), timeoutGrace: Duration = .seconds(60),
+            schedulerLease: Duration = .seconds(15), schedulerTick: Duration = .milliseconds(500),
+            schedulerCatchUp: Duration = .seconds(600)
         ) {
             self.instance = instance
             self.resultBatch = resultBatch
@@ -36,6 +44,9 @@ public final class Coordinator: Sendable {
             self.retryInterval = retryInterval
             self.sweepInterval = sweepInterval
             self.timeoutGrace = timeoutGrace
+            self.schedulerLease = schedulerLease
+            self.schedulerTick = schedulerTick
+            self.schedulerCatchUp = schedulerCatchUp
         }
     }
 
@@ -83,6 +94,9 @@ public final class Coordinator: Sendable {
             group.addTask { await self.consumeAgents(queue: Topology.heartbeatsQueue) }
             group.addTask { await self.composeLoop() }
             group.addTask { await self.sweepLoop() }
+            if let mongo = self.store as? MongoStore {
+                group.addTask { await self.scheduleLoop(database: mongo.database) }
+            }
             await group.waitForAll()
         }
         await connection.close()

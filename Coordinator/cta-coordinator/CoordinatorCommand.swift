@@ -63,8 +63,12 @@ extension CoordinatorCommand {
         @Option(name: .customLong("definitions"), help: "Definition files to load before starting (a file or a directory).")
         var definitions: String?
 
+        @Option(name: .customLong("scheduler-lease"), help: "Seconds the scheduler lease lasts (a dead leader is replaced within it).")
+        var schedulerLease: Int = 15
+
         func run() async throws {
             let logger = store.bootstrapLogging()
+            guard schedulerLease >= 2 else { throw ValidationError("--scheduler-lease must be at least 2 seconds") }
             let environment = ProcessInfo.processInfo.environment
             guard let url = amqpURL ?? environment["CTA_AMQP_URL"] else {
                 throw ValidationError("no broker URL: pass --amqp-url or set CTA_AMQP_URL")
@@ -81,7 +85,8 @@ extension CoordinatorCommand {
                 try await mongoStore.save(definitionSet)
             }
             let coordinator = Coordinator(
-                store: mongoStore, broker: broker, settings: Coordinator.Settings(instance: name), logger: logger)
+                store: mongoStore, broker: broker, settings: Coordinator.Settings(instance: name, schedulerLease: .seconds(schedulerLease)),
+                logger: logger)
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
                     services: [CoordinatorService(coordinator: coordinator)],

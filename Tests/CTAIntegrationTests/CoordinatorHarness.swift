@@ -36,7 +36,7 @@ struct CoordinatorProcess: Sendable {
         let pid = try spawn(
             [
                 try binary(), "serve", "--amqp-url", brokerURL, "--mongo-uri", mongoURI, "--database", database,
-                "--instance", instance,
+                "--instance", instance, "--scheduler-lease", "3",
             ], environment: environment, output: log)
         return CoordinatorProcess(instance: instance, pid: pid, logPath: log)
     }
@@ -113,7 +113,7 @@ final class Scene: Sendable {
     /// Stores a suite of `tests` and a scenario running it on this scene's group, and returns the scenario id.
     func define(
         _ tests: [TestDefinition], runMode: RunMode, tags: [String: String] = [:], pending: Milliseconds = Milliseconds(60_000),
-        running: Milliseconds = Milliseconds(120_000)
+        running: Milliseconds = Milliseconds(120_000), schedule: ScenarioSchedule? = nil
     ) async throws -> ScenarioID {
         let suffix = UUID().uuidString.prefix(6).lowercased()
         let suite = SuiteDefinition(id: SuiteID(unchecked: "suite-\(suffix)"), name: "Suite \(suffix)", tests: tests.map(\.id))
@@ -122,7 +122,8 @@ final class Scene: Sendable {
             selector: MachineSelector(groups: [group], tags: tags))
         let scenario = ScenarioDefinition(
             id: ScenarioID(unchecked: "scenario-\(suffix)"), name: "Scenario \(suffix)", suite: suite.id,
-            configuration: configuration.id, runMode: runMode, pendingTimeoutMs: pending, runningTimeoutMs: running)
+            configuration: configuration.id, runMode: runMode, pendingTimeoutMs: pending, runningTimeoutMs: running,
+            schedule: schedule)
         try await store.prepare()
         try await store.save(
             DefinitionSet(

@@ -155,4 +155,40 @@ struct CoordinatorResilienceTests {
             #expect(parts.first { $0.machine == victim.machine }?.lost == true)
         }
     }
+
+    @Test("cron with two coordinators: each minute's firing happens once; when the leader dies the other takes over")
+    func cronFiresOnceAcrossCoordinators() async throws {
+        try await withScene(agents: 1, coordinators: 2) { scene in
+            try await scene.waitForMachines()
+            let scenario = try await scene.define(
+                [E2ETests.shell("tick", "true")], runMode: .mono, schedule: ScenarioSchedule(cron: "* * * * *"))
+            let executions = scene.store.executionsCollection
+            let leases = scene.client.database(scene.databaseName).collection("leases")
+            /// Scheduler executions of the scenario, by the minute they were planned for.
+            @Sendable func firings() async throws -> [Int: Int] {
+                let fired = try await executions.find(["scenario.id": .string(scenario.rawValue), "requestedBy": "scheduler"])
+                return Dictionary(grouping: fired, by: { Int($0.createdAt.timeIntervalSince1970 / 60) }).mapValues(\.count)
+            }
+            try await scene.waitFor("the first firing", timeout: .seconds(90)) { try await !firings().isEmpty }
+            let firstMinute = try #require(try await firings().keys.min())
+            let leader = try #require(try await leases.findOne(["_id": "scheduler"])?["holder"]?.stringValue)
+            // Let the rest of the minute pass: the other coordinator must not fire it again.
+            let firstEnd = Date(timeIntervalSince1970: Double(firstMinute + 1) * 60)
+            try await Task.sleep(for: .seconds(max(0, firstEnd.timeIntervalSinceNow) + 2))
+            #expect(try await firings()[firstMinute] == 1)
+
+            // The leader dies; the other coordinator takes the lease and fires the next minute, once.
+            let victim = try #require(scene.coordinators.first { $0.instance == leader })
+            victim.signal(SIGKILL)
+            _ = await AgentProcess(machine: MachineName(unchecked: "x"), directory: "", pid: victim.pid).waitForExit()
+            let survivor = try #require(scene.coordinators.first { $0.instance != leader })
+            try await scene.waitFor("a firing after the leader died", timeout: .seconds(90)) {
+                try await firings().keys.contains { $0 > firstMinute && Double($0) * 60 > Date().timeIntervalSince1970 - 60 }
+            }
+            let fired = try await firings()
+            #expect(fired.values.allSatisfy { $0 == 1 }, "a minute fired more than once: \(fired)")
+            #expect(try await leases.findOne(["_id": "scheduler"])?["holder"]?.stringValue == survivor.instance)
+            #expect(survivor.log.contains("leading the scheduler"))
+        }
+    }
 }
