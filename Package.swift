@@ -39,6 +39,12 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(
+            name: "CTAYAML",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            path: "Common/CTAYAML",
+            swiftSettings: upcoming
+        ),
+        .target(
             name: "CTABroker",
             dependencies: [
                 "CRabbitMQ",
@@ -61,6 +67,7 @@ let package = Package(
                 "CTAAgentCore",
                 "CTABroker",
                 "CTACore",
+                "CTAYAML",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -149,6 +156,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "CTACoreTests", dependencies: ["CTACore"], path: "Tests/CTACoreTests", swiftSettings: upcoming),
+        .testTarget(name: "CTAYAMLTests", dependencies: ["CTAYAML"], path: "Tests/CTAYAMLTests", swiftSettings: upcoming),
         .testTarget(name: "CTABrokerTests", dependencies: ["CTABroker"], path: "Tests/CTABrokerTests", swiftSettings: upcoming),
         .testTarget(name: "CTAAgentCoreTests", dependencies: ["CTAAgentCore"], path: "Tests/CTAAgentCoreTests", swiftSettings: upcoming),
         .testTarget(name: "CTAAgentTests", dependencies: ["CTAAgent"], path: "Tests/CTAAgentTests", swiftSettings: upcoming),
