@@ -113,6 +113,7 @@ let package = Package(
                 "CTACore",
                 "CTABroker",
                 "CTAMongo",
+                "CTAYAML",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
