@@ -39,6 +39,12 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(
+            name: "CTAYAML",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            path: "Common/CTAYAML",
+            swiftSettings: upcoming
+        ),
+        .target(
             name: "CTABroker",
             dependencies: [
                 "CRabbitMQ",
@@ -73,8 +79,8 @@ let package = Package(
                 "CTABroker",
                 "CTACore",
                 "CTAMessaging",
+                "CTAYAML",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
             ],
             path: "Agent/CTAAgent",
             swiftSettings: upcoming
@@ -119,8 +125,8 @@ let package = Package(
                 "CTABroker",
                 "CTAMessaging",
                 "CTAMongo",
+                "CTAYAML",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
             ],
             path: "Coordinator/CTACoordinator",
             swiftSettings: upcoming
@@ -162,6 +168,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "CTACoreTests", dependencies: ["CTACore"], path: "Tests/CTACoreTests", swiftSettings: upcoming),
+        .testTarget(name: "CTAYAMLTests", dependencies: ["CTAYAML"], path: "Tests/CTAYAMLTests", swiftSettings: upcoming),
         .testTarget(name: "CTABrokerTests", dependencies: ["CTABroker"], path: "Tests/CTABrokerTests", swiftSettings: upcoming),
         .testTarget(name: "CTAAgentCoreTests", dependencies: ["CTAAgentCore"], path: "Tests/CTAAgentCoreTests", swiftSettings: upcoming),
         .testTarget(name: "CTAAgentTests", dependencies: ["CTAAgent"], path: "Tests/CTAAgentTests", swiftSettings: upcoming),

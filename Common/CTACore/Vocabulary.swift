@@ -177,7 +177,7 @@ public struct Stage: Hashable, Sendable, Codable {
     }
 
     func validate(at path: WirePath) throws(WireError) {
-        try checkText(name, at: path.appending("name"), limit: 256)
+        try checkText(name, at: path.appending("name"), limit: Self.maximumNameBytes)
         if run.isEmpty { throw WireError.invalid(path.appending("run"), "must not be empty") }
         if let stop, stop.isEmpty { throw WireError.invalid(path.appending("stop"), "must not be empty") }
         if let cwd { try checkRelativePath(cwd, at: path.appending("cwd")) }
@@ -250,8 +250,8 @@ public struct GitInput: Hashable, Sendable, Codable {
     }
 
     func validate(at path: WirePath) throws(WireError) {
-        try checkText(url, at: path.appending("url"), limit: 2048)
-        if let ref { try checkText(ref, at: path.appending("ref"), limit: 256) }
+        try checkText(url, at: path.appending("url"), limit: Self.maximumURLBytes)
+        if let ref { try checkText(ref, at: path.appending("ref"), limit: Self.maximumRefBytes) }
         if let subdirectory = self.path { try checkRelativePath(subdirectory, at: path.appending("path")) }
         if let into { try checkRelativePath(into, at: path.appending("into")) }
     }
@@ -333,7 +333,7 @@ public struct TestDefinition: Hashable, Sendable, Codable {
     }
 
     func validate(at path: WirePath) throws(WireError) {
-        try checkText(name, at: path.appending("name"), limit: 1024)
+        try checkText(name, at: path.appending("name"), limit: Self.maximumNameBytes)
         if stages.isEmpty { throw WireError.invalid(path.appending("stages"), "a test needs at least one stage") }
         var names = Set<String>()
         for (index, stage) in stages.enumerated() {

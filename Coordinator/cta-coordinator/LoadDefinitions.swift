@@ -1,7 +1,13 @@
 import ArgumentParser
 import CTACoordinator
+import Foundation
 
-/// Reads definition files, reporting every problem with its file, line and key.
+/// Reads definition files; on problems prints every one of them (`file:line: key: message`) and exits 65.
 func loadDefinitions(_ path: String) throws -> DefinitionSet {
-    throw ValidationError("definition files are not readable yet")
+    do {
+        return try DefinitionLoader.load(path: path)
+    } catch {
+        FileHandle.standardError.write(Data("\(error)\n".utf8))
+        throw ExitCode(65)  // EX_DATAERR
+    }
 }

@@ -666,14 +666,6 @@ struct ConfigurationValueTests {
         #expect(ConfigurationValue.format(bytes: 0) == "0B")
         #expect(ConfigurationValue.format(bytes: 100 << 20) == "100MiB")
     }
-
-    @Test("edit distance")
-    func editDistance() {
-        #expect(ConfigurationKey.editDistance("maxconcurent", "maxconcurrent") == 1)
-        #expect(ConfigurationKey.editDistance("", "abc") == 3)
-        #expect(ConfigurationKey.editDistance("abc", "") == 3)
-        #expect(ConfigurationKey.editDistance("kitten", "sitting") == 3)
-    }
 }
 
 @Suite("Agent configuration: files")

@@ -1,9 +1,8 @@
 import CTABroker
 import CTACore
+import CTAYAML
 import Foundation
-import Glibc
 import Logging
-import Yams
 
 /// Reads an ``AgentConfiguration`` from the configuration file, the environment and command-line flags.
 ///
@@ -175,6 +174,16 @@ public struct AgentConfigurationLoader: Sendable {
         case missing
         case other(String)
 
+        init(_ failure: TextFile.Failure) {
+            switch failure {
+            case .missing: self = .missing
+            case .cannotOpen(let reason): self = .other("cannot open: \(reason)")
+            case .cannotRead(let reason): self = .other("cannot read: \(reason)")
+            case .tooLarge(let limit): self = .other("larger than \(ConfigurationValue.format(bytes: UInt64(limit)))")
+            case .notUTF8: self = .other("not UTF-8 text")
+            }
+        }
+
         var message: String {
             switch self {
             case .missing: "no such file"
@@ -187,31 +196,7 @@ public struct AgentConfigurationLoader: Sendable {
     static let maximumFileSize = 1 << 20
 
     static func readFile(_ path: String) -> Result<String, ReadFailure> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            let code = errno
-            return .failure(code == ENOENT ? .missing : .other("cannot open: \(String(cString: strerror(code)))"))
-        }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                return .failure(.other("cannot read: \(String(cString: strerror(code)))"))
-            }
-            if count == 0 { break }
-            bytes.append(contentsOf: chunk[..<count])
-            if bytes.count > maximumFileSize {
-                return .failure(.other("larger than \(ConfigurationValue.format(bytes: UInt64(maximumFileSize)))"))
-            }
-        }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            return .failure(.other("not UTF-8 text"))
-        }
-        return .success(text)
+        TextFile.read(path, maximumSize: maximumFileSize).mapError(ReadFailure.init)
     }
 }
 
@@ -219,7 +204,7 @@ public struct AgentConfigurationLoader: Sendable {
 
 /// A key's value before it is checked: a YAML node from the file, or text from the environment or a flag.
 enum ConfigurationInput {
-    case node(Node)
+    case node(YAMLNode)
     case text(String)
 }
 
@@ -247,42 +232,53 @@ struct ConfigurationBuilder {
 
     mutating func read(yaml: String, path: String) throws(ConfigurationError) {
         fileOrigin = .file(path: path, line: nil)
-        guard let root = try ConfigurationYAML.compose(yaml, path: path), root.null == nil else { return }
+        let document: YAMLNode?
+        do throws(YAMLError) {
+            document = try YAMLReader.document(yaml, file: path)
+        } catch {
+            throw ConfigurationError(error)
+        }
+        guard let root = document, !root.isNull else { return }
         guard let mapping = root.mapping else {
             throw ConfigurationError(
                 key: "",
-                origin: .file(path: path, line: root.mark?.line),
-                message: "expected a mapping of keys (like `broker:`) at the top level, got \(Self.shape(root))"
+                origin: .file(path: path, line: root.line),
+                message: "expected a mapping of keys (like `broker:`) at the top level, got \(root.shape)"
             )
         }
         try walk(mapping, prefix: "", path: path)
     }
 
-    private mutating func walk(_ mapping: Node.Mapping, prefix: String, path: String) throws(ConfigurationError) {
-        for (keyNode, value) in mapping {
-            let keyLine = keyNode.mark?.line
-            guard let name = keyNode.scalar?.string else {
+    private mutating func walk(
+        _ mapping: [YAMLNode.Entry],
+        prefix: String,
+        path: String
+    ) throws(ConfigurationError) {
+        for entry in mapping {
+            let (keyNode, value) = (entry.key, entry.value)
+            let keyLine = keyNode.line
+            guard let name = keyNode.scalar else {
                 throw ConfigurationError(
                     key: prefix,
                     origin: .file(path: path, line: keyLine),
-                    message: "keys must be plain names, got \(Self.shape(keyNode)) as a key"
+                    message: "keys must be plain names, got \(keyNode.shape) as a key"
                 )
             }
             let key = prefix.isEmpty ? name : "\(prefix).\(name)"
-            let valueLine = value.mark?.line ?? keyLine
+            let valueLine = value.line
             // Names never hold dots: `executions.maxConcurrent: 2` would dodge the duplicate check.
             let known = !name.contains(".")
             if known, ConfigurationKey.byKey[key] != nil {
-                if value.null != nil { continue }
+                if value.isNull { continue }
                 try set(key, .node(value), origin: .file(path: path, line: valueLine))
             } else if known, ConfigurationKey.sections.contains(key) {
-                if value.null != nil { continue }
+                if value.isNull { continue }
                 guard let inner = value.mapping else {
                     let children = ConfigurationKey.children(of: key).joined(separator: ", ")
                     throw ConfigurationError(
                         key: key,
                         origin: .file(path: path, line: valueLine),
-                        message: "expected a mapping of \(children), got \(Self.shape(value))"
+                        message: "expected a mapping of \(children), got \(value.shape)"
                     )
                 }
                 try walk(inner, prefix: key, path: path)
@@ -395,15 +391,6 @@ struct ConfigurationBuilder {
         case .file(_, let line): 1 + (line ?? 0)
         case .environment: Int.max - 1
         case .flag: Int.max
-        }
-    }
-
-    static func shape(_ node: Node) -> String {
-        switch node {
-        case .mapping: "a mapping"
-        case .sequence: "a list"
-        case .scalar(let scalar): ConfigurationValue.quoted(scalar.string)
-        case .alias: "an alias"
         }
     }
 }

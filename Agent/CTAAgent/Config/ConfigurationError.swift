@@ -1,3 +1,5 @@
+import CTAYAML
+
 /// A configuration value the agent cannot use: which key, where it was set, and why.
 ///
 /// ``description`` is the line to print for the operator, e.g.
@@ -53,5 +55,16 @@ extension ConfigurationError.Origin {
         case .flag(let name): "by \(name)"
         case .none: "by default"
         }
+    }
+}
+
+extension ConfigurationError {
+    /// The configuration file's YAML cannot be read: the same place and message, with the key dotted.
+    init(_ error: YAMLError) {
+        self.init(
+            key: error.path.keys.joined(separator: "."),
+            origin: .file(path: error.file, line: error.line),
+            message: error.message
+        )
     }
 }

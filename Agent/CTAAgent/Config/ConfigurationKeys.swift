@@ -1,8 +1,8 @@
 import CTABroker
 import CTACore
+import CTAYAML
 import Foundation
 import Logging
-import Yams
 
 // The table of configuration keys: how each one reads its value into an AgentConfiguration. The documentation of
 // every key is on AgentConfigurationLoader; keep the two in the same order.
@@ -155,12 +155,7 @@ struct ConfigurationKey: Sendable {
 
     /// What to say about an unknown key `name` under `prefix` (nil: a full dotted key, as flags give).
     static func unknownKeyMessage(name: String, prefix: String?) -> String {
-        func closest(_ candidates: [String]) -> String? {
-            let threshold = name.count <= 4 ? 1 : name.count <= 8 ? 2 : 3
-            let scored = candidates.map { ($0, editDistance($0.lowercased(), name.lowercased())) }
-            guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= threshold else { return nil }
-            return best.0
-        }
+        func closest(_ candidates: [String]) -> String? { KeySuggestion.closest(to: name, among: candidates) }
         guard let prefix else {
             if let match = closest(all.map(\.key)) { return "unknown key; did you mean \(match)?" }
             return "unknown key"
@@ -210,8 +205,8 @@ struct ConfigurationKey: Sendable {
         case .text(let text):
             return text
         case .node(let node):
-            if let scalar = node.scalar { return scalar.string }
-            throw ValueProblem("expected \(expected), got \(ConfigurationBuilder.shape(node))")
+            if let scalar = node.scalar { return scalar }
+            throw ValueProblem("expected \(expected), got \(node.shape)")
         }
     }
 
@@ -227,17 +222,15 @@ struct ConfigurationKey: Sendable {
                 .filter { !$0.0.isEmpty }
         case .node(let node):
             guard let sequence = node.sequence else {
-                throw ValueProblem(
-                    "expected \(expected), got \(ConfigurationBuilder.shape(node)); write [a, b] or one '- a' per line"
-                )
+                throw ValueProblem("expected \(expected), got \(node.shape); write [a, b] or one '- a' per line")
             }
             var result: [(text: String, line: Int?)] = []
             for element in sequence {
-                guard let scalar = element.scalar, element.null == nil else {
-                    let shape = element.null != nil ? "an empty item" : ConfigurationBuilder.shape(element)
-                    throw ValueProblem("expected \(item), got \(shape)", line: element.mark?.line)
+                guard let scalar = element.scalar, !element.isNull else {
+                    let shape = element.isNull ? "an empty item" : element.shape
+                    throw ValueProblem("expected \(item), got \(shape)", line: element.line)
                 }
-                result.append((scalar.string, element.mark?.line))
+                result.append((scalar, element.line))
             }
             return result
         }
@@ -288,20 +281,20 @@ struct ConfigurationKey: Sendable {
             }
         case .node(let node):
             guard let mapping = node.mapping else {
-                throw ValueProblem("expected a mapping of tag names to values, got \(ConfigurationBuilder.shape(node))")
+                throw ValueProblem("expected a mapping of tag names to values, got \(node.shape)")
             }
-            for (key, tag) in mapping {
-                guard let name = key.scalar?.string else {
-                    throw ValueProblem(
-                        "expected tag names, got \(ConfigurationBuilder.shape(key)) as a key", line: key.mark?.line)
+            for entry in mapping {
+                let (key, tag) = (entry.key, entry.value)
+                guard let name = key.scalar else {
+                    throw ValueProblem("expected tag names, got \(key.shape) as a key", line: key.line)
                 }
                 guard let scalar = tag.scalar else {
                     throw ValueProblem(
-                        "tag \(ConfigurationValue.quoted(name)): expected a single value, got \(ConfigurationBuilder.shape(tag))",
-                        line: tag.mark?.line ?? key.mark?.line
+                        "tag \(ConfigurationValue.quoted(name)): expected a single value, got \(tag.shape)",
+                        line: tag.line
                     )
                 }
-                try add(name, tag.null != nil ? "" : scalar.string, line: tag.mark?.line ?? key.mark?.line)
+                try add(name, tag.isNull ? "" : scalar, line: tag.line)
             }
         }
         return tags
@@ -354,23 +347,5 @@ struct ConfigurationKey: Sendable {
         return name.unicodeScalars.allSatisfy {
             ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_"
         }
-    }
-
-    /// The Levenshtein distance between two strings.
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a)
-        let b = Array(b)
-        if a.isEmpty { return b.count }
-        var previous = Array(0...b.count)
-        var current = previous
-        for i in 1...a.count {
-            current[0] = i
-            for j in stride(from: 1, through: b.count, by: 1) {
-                let substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, substitution)
-            }
-            swap(&previous, &current)
-        }
-        return previous[b.count]
     }
 }

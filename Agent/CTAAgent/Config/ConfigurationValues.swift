@@ -1,3 +1,5 @@
+import CTAYAML
+
 // The textual forms of configuration values: durations, sizes, booleans, integers. Pure functions, shared by the
 // file, the environment and flags.
 
@@ -15,28 +17,7 @@ enum ConfigurationValue {
             else { return nil }
             return .milliseconds(ms)
         }
-        // Units from largest to smallest; a unit may follow only a larger one.
-        let units: [(name: String, milliseconds: Int64)] = [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)]
-        var total: Int64 = 0
-        var nextUnit = 0
-        var index = 0
-        while index < bytes.count {
-            let numberStart = index
-            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
-            guard index > numberStart, let number = decimal(bytes[numberStart..<index]) else { return nil }
-            let unitStart = index
-            while index < bytes.count, isLetter(bytes[index]) { index += 1 }
-            let unitName = String(decoding: bytes[unitStart..<index], as: UTF8.self)
-            guard let unit = units.indices.first(where: { units[$0].name == unitName }), unit >= nextUnit else {
-                return nil
-            }
-            nextUnit = unit + 1
-            guard case (let part, false) = number.multipliedReportingOverflow(by: units[unit].milliseconds),
-                case (let sum, false) = total.addingReportingOverflow(part)
-            else { return nil }
-            total = sum
-        }
-        return .milliseconds(total)
+        return DurationText.parse(text)
     }
 
     /// Parses a size in bytes: a plain number, or a number with a unit: `B`, decimal `kB` (also `KB`), `MB`,
@@ -74,19 +55,7 @@ enum ConfigurationValue {
     }
 
     /// Prints a duration in the form ``duration(_:)`` reads: `10m`, `1h30m`, `500ms`.
-    static func format(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        var milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        if milliseconds == 0 { return "0s" }
-        var text = milliseconds < 0 ? "-" : ""
-        milliseconds = abs(milliseconds)
-        for (name, size) in [("h", Int64(3_600_000)), ("m", 60_000), ("s", 1000), ("ms", 1)]
-        where milliseconds >= size {
-            text += "\(milliseconds / size)\(name)"
-            milliseconds %= size
-        }
-        return text
-    }
+    static func format(_ duration: Duration) -> String { DurationText.format(duration) }
 
     /// Prints a byte count with the largest binary unit that divides it: `1MiB`, `512KiB`, `100B`.
     static func format(bytes: UInt64) -> String {
@@ -98,18 +67,9 @@ enum ConfigurationValue {
     }
 
     /// A value for an error message: quoted, escaped, and cut short when long.
-    static func quoted(_ text: String) -> String {
-        let limit = 60
-        if text.count <= limit { return text.debugDescription }
-        return String(text.prefix(limit)).debugDescription + "…"
-    }
+    static func quoted(_ text: String) -> String { YAMLNode.quoted(text) }
 
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-
-    private static func isLetter(_ byte: UInt8) -> Bool {
-        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
-            || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
-    }
 
     /// The value of ASCII digits; nil when it does not fit in an `Int64`.
     private static func decimal(_ digits: ArraySlice<UInt8>) -> Int64? {
