@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The main job, as far as the product goes today: starts a private RabbitMQ and MongoDB-wire server, builds
-# cta-bench and cta-agent in release mode and measures CTA's broker and store clients against the raw C
-# libraries, and a real agent against raw publishing, in the same run (one JSON line per figure), then stops the
-# services.
+# The main job: starts a private RabbitMQ and MongoDB-wire server, then
+#   1. runs the example scenario end to end on this machine: one coordinator, two agents (scripts/demo.sh),
+#      printing each test's result as it arrives and a summary;
+#   2. measures CTA against the raw C libraries and a real agent against raw publishing, in the same run (one
+#      JSON line per figure: cta-bench broker, store, agent);
+# then stops every process it started.
+# Usage: scripts/run.sh [SCENARIO]   (default example-parallel; see examples/scenarios.yaml)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/session.sh"
 
+bash scripts/demo.sh "${1:-example-parallel}"
+
 swift build -c release --product cta-bench
-swift build -c release --product cta-agent
 BENCH="$(swift build -c release --show-bin-path)/cta-bench"
 "$BENCH" broker
 "$BENCH" store

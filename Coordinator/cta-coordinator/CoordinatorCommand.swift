@@ -138,6 +138,9 @@ extension CoordinatorCommand {
         @Option(name: .customLong("definitions"), help: "Definition files to apply first (a file or a directory).")
         var definitions: String?
 
+        @Option(name: .customLong("wait-for"), help: "A machine that must be online before the run is requested (repeatable; waits up to 60 s).")
+        var waitFor: [String] = []
+
         @Option(name: .customLong("requested-by"), help: "Who asks for the run (shown with the execution).")
         var requestedBy: String = "cli/\(ProcessInfo.processInfo.environment["USER"] ?? "user")"
 
@@ -148,6 +151,7 @@ extension CoordinatorCommand {
             let (client, mongoStore) = try store.open(logger: logger)
             try await mongoStore.prepare()
             if let definitionSet { try await mongoStore.save(definitionSet) }
+            try await waitForMachines(mongoStore)
             let record: ExecutionRecord
             do {
                 record = try await mongoStore.requestExecution(of: scenarioID, requestedBy: requestedBy)
@@ -159,6 +163,25 @@ extension CoordinatorCommand {
             let code = try await ExecutionFollower(store: mongoStore).follow(record)
             try await client.shutdown()
             if code != 0 { throw ExitCode(code) }
+        }
+    }
+}
+
+extension CoordinatorCommand.Run {
+    /// Waits until every machine named with --wait-for is online (a heartbeat stored), up to 60 s.
+    func waitForMachines(_ store: MongoStore) async throws {
+        guard !waitFor.isEmpty else { return }
+        let wanted = Set(waitFor)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            let online = Set(try await store.machines().filter { $0.isOnline(at: Date()) && $0.heartbeatIntervalMs != nil }.map(\._id))
+            if wanted.isSubset(of: online) { return }
+            if ContinuousClock.now > deadline {
+                FileHandle.standardError.write(
+                    Data("cta-coordinator: not online after 60 s: \(wanted.subtracting(online).sorted().joined(separator: ", "))\n".utf8))
+                throw ExitCode(2)
+            }
+            try await Task.sleep(for: .milliseconds(200))
         }
     }
 }
