@@ -37,7 +37,7 @@ struct AgentProcess: Sendable {
     /// Starts an agent (again, when `directory` held one before: same spool, same journal).
     static func start(
         machine: MachineName, brokerURL: String, directory: String, groups: [String] = [], maxConcurrent: Int = 1,
-        extraEnvironment: [String: String] = [:]
+        tags: [String: String] = ["suite": "agent-tests"], extraEnvironment: [String: String] = [:]
     ) throws -> AgentProcess {
         let config = """
             # written by the agent integration tests
@@ -45,8 +45,7 @@ struct AgentProcess: Sendable {
               url: \(brokerURL)
             machine: \(machine)
             groups: [\(groups.joined(separator: ", "))]
-            tags:
-              suite: agent-tests
+            tags: {\(tags.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))}
             directories:
               work: \(directory)/work
               state: \(directory)/state
@@ -73,14 +72,16 @@ struct AgentProcess: Sendable {
 
     /// Starts one agent per name prefix, each with a new unique machine name and a fresh directory.
     static func startNew(
-        _ prefixes: [String], brokerURL: String, groups: [String] = []
+        _ prefixes: [String], brokerURL: String, groups: [String] = [], tags: [String: String] = ["suite": "agent-tests"]
     ) throws -> (machines: [MachineName], agents: [AgentProcess]) {
         var machines: [MachineName] = []
         var agents: [AgentProcess] = []
         for prefix in prefixes {
             let machine = try #require(MachineName(ServiceEnvironment.uniqueName(prefix)))
             machines.append(machine)
-            agents.append(try start(machine: machine, brokerURL: brokerURL, directory: try makeDirectory(machine), groups: groups))
+            agents.append(
+                try start(
+                    machine: machine, brokerURL: brokerURL, directory: try makeDirectory(machine), groups: groups, tags: tags))
         }
         return (machines, agents)
     }

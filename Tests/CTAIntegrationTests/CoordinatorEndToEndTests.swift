@@ -171,4 +171,61 @@ struct CoordinatorEndToEndTests {
             #expect(execution.phase == .finished)
         }
     }
+
+    @Test("the examples through the command line: cta-coordinator run prints every result and a summary, exit 0")
+    func examplesThroughTheCommandLine() async throws {
+        try await withScene(agents: 2, group: "demo-pool", tags: ["os": "linux"]) { scene in
+            try await scene.waitForMachines()
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
+            let output = scene.directory + "/run.out"
+            var arguments = [
+                try CoordinatorProcess.binary(), "run", "example-parallel", "--definitions", root.appendingPathComponent("examples").path,
+                "--mongo-uri", scene.mongoURI, "--database", scene.databaseName, "--log-level", "warning",
+            ]
+            for machine in scene.machines { arguments += ["--wait-for", machine.rawValue] }
+            let pid = try spawn(arguments, environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, output: output)
+            let status = await AgentProcess(machine: MachineName(unchecked: "run"), directory: "", pid: pid).waitForExit(timeout: .seconds(180))
+            let printed = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            #expect(status == 0, "cta-coordinator run exited \(status.map(String.init) ?? "-")\n\(printed)\n\(scene.diagnostics())")
+            let execution = try #require(try await scene.store.executions(in: .finished, limit: 10).first)
+            let stored = try await scene.store.results(execution.executionID)
+            let lines = printed.split(separator: "\n").filter { $0.hasPrefix("  ok ") }
+            #expect(!stored.isEmpty && lines.count == stored.count, "printed \(lines.count) results, stored \(stored.count)")
+            #expect(printed.contains("finished: \(stored.count) ok, 0 failed, 0 partial, 0 inconclusive"))
+            #expect(Set(stored.map(\.machine)).isSubset(of: Set(scene.machines)))
+        }
+    }
+
+    @Test("bad definition files: every problem named with file, line and key; exit 65; nothing stored")
+    func badDefinitions() async throws {
+        try await withScene(agents: 0) { scene in
+            let file = scene.directory + "/bad.yaml"
+            try """
+                kind: test
+                id: broken
+                stages:
+                  - name: run
+                    rn: echo typo
+                ---
+                kind: scenario
+                id: s
+                suite: missing-suite
+                configuration: c
+                runMode: swarm
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+            let output = scene.directory + "/apply.out"
+            let pid = try spawn(
+                [try CoordinatorProcess.binary(), "apply", file, "--mongo-uri", scene.mongoURI, "--database", scene.databaseName],
+                environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, output: output)
+            let status = await AgentProcess(machine: MachineName(unchecked: "apply"), directory: "", pid: pid).waitForExit()
+            let printed = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            #expect(status == 65, "\(printed)")
+            #expect(printed.contains("bad.yaml:5:"), "\(printed)")
+            #expect(printed.contains("rn"), "\(printed)")
+            #expect(printed.contains("bad.yaml:11:"), "\(printed)")
+            #expect(printed.contains("swarm"), "\(printed)")
+            #expect(try await scene.store.scenario(ScenarioID(unchecked: "s")) == nil)
+        }
+    }
 }

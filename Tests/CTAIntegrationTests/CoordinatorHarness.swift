@@ -67,7 +67,10 @@ final class Scene: Sendable {
     /// Every coordinator started in this scene, in start order (including those killed since).
     var coordinators: [CoordinatorProcess] { processes.withLock { $0 } }
 
-    init(agents count: Int, coordinators coordinatorCount: Int = 1, mongoURI: String? = nil) async throws {
+    init(
+        agents count: Int, coordinators coordinatorCount: Int = 1, mongoURI: String? = nil, group: String? = nil,
+        tags: [String: String] = ["suite": "agent-tests"]
+    ) async throws {
         let brokerURL = try EndToEndBroker.requireURL()
         self.brokerURL = brokerURL
         let uri = try mongoURI ?? ServiceEnvironment.requireMongoURI()
@@ -79,7 +82,8 @@ final class Scene: Sendable {
         self.databaseName = databaseName
         client = try MongoClient(uri: uri, logger: Logger(label: "cta.e2e"))
         store = MongoStore(database: client.database(databaseName))
-        group = try #require(GroupName(ServiceEnvironment.uniqueName("pool")))
+        let group = try #require(GroupName(group ?? ServiceEnvironment.uniqueName("pool")))
+        self.group = group
         processes = Mutex(
             try (0..<coordinatorCount).map { index in
                 try CoordinatorProcess.start(
@@ -87,7 +91,7 @@ final class Scene: Sendable {
                     directory: directory)
             })
         let (machines, agents) = try AgentProcess.startNew(
-            (0..<count).map { "e2e\($0)" }, brokerURL: brokerURL, groups: [group.rawValue])
+            (0..<count).map { "e2e\($0)" }, brokerURL: brokerURL, groups: [group.rawValue], tags: tags)
         self.machines = machines
         self.agents = agents
     }
@@ -189,9 +193,10 @@ enum E2ETests {
 
 /// Runs `body` with a new scene and closes it (processes stopped, database dropped) whatever happens.
 func withScene(
-    agents: Int, coordinators: Int = 1, mongoURI: String? = nil, _ body: (Scene) async throws -> Void
+    agents: Int, coordinators: Int = 1, mongoURI: String? = nil, group: String? = nil,
+    tags: [String: String] = ["suite": "agent-tests"], _ body: (Scene) async throws -> Void
 ) async throws {
-    let scene = try await Scene(agents: agents, coordinators: coordinators, mongoURI: mongoURI)
+    let scene = try await Scene(agents: agents, coordinators: coordinators, mongoURI: mongoURI, group: group, tags: tags)
     do {
         try await body(scene)
     } catch {
