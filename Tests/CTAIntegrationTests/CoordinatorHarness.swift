@@ -15,6 +15,11 @@ enum EndToEndBroker {
     }
 }
 
+/// Every suite that runs real coordinators, one at a time: they share the end-to-end virtual host, and two
+/// coordinators of different tests would consume each other's events.
+@Suite("Coordinator processes", .serialized)
+enum CoordinatorProcessSuites {}
+
 /// A real `cta-coordinator serve` process on a database of its own.
 struct CoordinatorProcess: Sendable {
     let instance: String
