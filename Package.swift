@@ -120,6 +120,9 @@ let package = Package(
                 "CTAMessaging",
                 "CTAMongo",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ],
             path: "Coordinator/CTACoordinator",
@@ -174,6 +177,8 @@ let package = Package(
             name: "CTAIntegrationTests",
             dependencies: [
                 "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/CTAIntegrationTests",
             swiftSettings: upcoming

@@ -23,11 +23,14 @@ public final class Coordinator: Sendable {
         public var sweepInterval: Duration
         /// After a running timeout's cancel, how long agents get to report before the execution is ended anyway.
         public var timeoutGrace: Duration
+        /// How webhooks are attempted and retried.
+        public var webhooks: WebhookPolicy
 
         public init(
             instance: String, resultBatch: Int = 500, composerInterval: Duration = .milliseconds(20),
             claimDuration: Duration = .seconds(30), retryInterval: Duration = .seconds(1),
-            sweepInterval: Duration = .seconds(1), timeoutGrace: Duration = .seconds(60)
+            sweepInterval: Duration = .seconds(1), timeoutGrace: Duration = .seconds(60),
+            webhooks: WebhookPolicy = WebhookPolicy()
         ) {
             self.instance = instance
             self.resultBatch = resultBatch
@@ -36,6 +39,7 @@ public final class Coordinator: Sendable {
             self.retryInterval = retryInterval
             self.sweepInterval = sweepInterval
             self.timeoutGrace = timeoutGrace
+            self.webhooks = webhooks
         }
     }
 
@@ -44,6 +48,7 @@ public final class Coordinator: Sendable {
     let settings: Settings
     let logger: Logger
     let wake = Wakeup()
+    let webhookQueue = WebhookQueue()
 
     public init(store: any Store, broker: AMQPConfiguration, settings: Settings, logger: Logger) {
         var broker = broker
@@ -83,6 +88,7 @@ public final class Coordinator: Sendable {
             group.addTask { await self.consumeAgents(queue: Topology.heartbeatsQueue) }
             group.addTask { await self.composeLoop() }
             group.addTask { await self.sweepLoop() }
+            group.addTask { await self.deliveryLoop() }
             await group.waitForAll()
         }
         await connection.close()
