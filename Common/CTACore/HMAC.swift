@@ -42,7 +42,9 @@ public struct HMACSHA256: Sendable {
     }
 
     /// The code of `message` under `key` in one call.
-    public static func authenticationCode(for message: some Sequence<UInt8>, key: some Sequence<UInt8>) -> SHA256.Digest {
+    public static func authenticationCode(
+        for message: some Sequence<UInt8>, key: some Sequence<UInt8>
+    ) -> SHA256.Digest {
         var code = HMACSHA256(key: key)
         code.update(Array(message))
         return code.finalize()
