@@ -127,6 +127,9 @@ let package = Package(
                 "CTAMongo",
                 "CTAYAML",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Coordinator/CTACoordinator",
             swiftSettings: upcoming
@@ -181,6 +184,8 @@ let package = Package(
             name: "CTAIntegrationTests",
             dependencies: [
                 "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/CTAIntegrationTests",
             swiftSettings: upcoming

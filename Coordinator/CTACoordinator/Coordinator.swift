@@ -29,13 +29,16 @@ public final class Coordinator: Sendable {
         public var schedulerTick: Duration
         /// How far back a new leader looks for firings nobody made (the latest missed one is made).
         public var schedulerCatchUp: Duration
+        /// How webhooks are attempted and retried.
+        public var webhooks: WebhookPolicy
 
         public init(
             instance: String, resultBatch: Int = 500, composerInterval: Duration = .milliseconds(20),
             claimDuration: Duration = .seconds(30), retryInterval: Duration = .seconds(1),
             sweepInterval: Duration = .seconds(1), timeoutGrace: Duration = .seconds(60),
             schedulerLease: Duration = .seconds(15), schedulerTick: Duration = .milliseconds(500),
-            schedulerCatchUp: Duration = .seconds(600)
+            schedulerCatchUp: Duration = .seconds(600),
+            webhooks: WebhookPolicy = WebhookPolicy()
         ) {
             self.instance = instance
             self.resultBatch = resultBatch
@@ -47,6 +50,7 @@ public final class Coordinator: Sendable {
             self.schedulerLease = schedulerLease
             self.schedulerTick = schedulerTick
             self.schedulerCatchUp = schedulerCatchUp
+            self.webhooks = webhooks
         }
     }
 
@@ -55,6 +59,7 @@ public final class Coordinator: Sendable {
     let settings: Settings
     let logger: Logger
     let wake = Wakeup()
+    let webhookQueue = WebhookQueue()
 
     public init(store: any Store, broker: AMQPConfiguration, settings: Settings, logger: Logger) {
         var broker = broker
@@ -97,6 +102,7 @@ public final class Coordinator: Sendable {
             if let mongo = self.store as? MongoStore {
                 group.addTask { await self.scheduleLoop(database: mongo.database) }
             }
+            group.addTask { await self.deliveryLoop() }
             await group.waitForAll()
         }
         await connection.close()

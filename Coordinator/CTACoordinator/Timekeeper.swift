@@ -39,6 +39,7 @@ extension Coordinator {
                 logger.info("execution ended before it started", metadata: ["cta.execution": "\(record.executionID)", "cta.phase": "\(phase.rawValue)"])
             }
         }
+        try await resumeWebhookDeliveries(now: now)
     }
 
     /// Past its running timeout an execution is cancelled with cause `timeout` (agents run the stop stages, keep

@@ -1,4 +1,4 @@
-import CTAAgentCore
+import CTACore
 import Foundation
 import Glibc
 

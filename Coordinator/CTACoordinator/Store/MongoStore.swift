@@ -7,7 +7,8 @@ public import Foundation
 /// Collections: `tests`, `suites`, `configurations`, `scenarios` (definitions, `_id` = their id), `machines`
 /// (`_id` = machine name), `executions` (`_id` = execution id), `parts` (one machine's share of an execution),
 /// `results`, `states`, `logs`, `agentEvents` (`_id` = event id; a unique `(epoch, seq)` index on each proves an
-/// agent never sent two events under one number), `rejections`, `testStats`, `meta` (the schema version).
+/// agent never sent two events under one number), `rejections`, `testStats`, `webhookDeliveries`
+/// (MongoStore+Webhooks.swift), `meta` (the schema version).
 public struct MongoStore: Store {
     /// The schema version this code writes. A database with a newer one is refused at start.
     public static let schemaVersion = 1
@@ -103,6 +104,7 @@ public struct MongoStore: Store {
             IndexModel(keys: .ascending("tagPairs"), name: "tags"),
             IndexModel(keys: .ascending("onlineUntil"), name: "online"),
         ])
+        try await prepareWebhookDeliveries()
     }
 
     // MARK: Definitions

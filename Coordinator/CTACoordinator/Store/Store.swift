@@ -88,6 +88,26 @@ public protocol Store: Sendable {
 
     /// Folds the durations of an ended execution's tests into their history.
     func recordDurations(_ execution: ExecutionID) async throws
+
+    // MARK: Webhook deliveries
+
+    /// Stores a new delivery, as given (pending, normally claimed by the coordinator that created it).
+    func createWebhookDelivery(_ delivery: WebhookDeliveryRecord) async throws
+    /// Claims the pending delivery due longest whose claim is absent or expired, for `token` until `until`.
+    func claimDueWebhookDelivery(holder: String, token: String, now: Date, until: Date) async throws
+        -> WebhookDeliveryRecord?
+    /// Extends a claim; false when it was lost.
+    func renewWebhookClaim(_ delivery: String, token: String, until: Date) async throws -> Bool
+    /// Appends an attempt and applies the decision: a retry keeps the claim until `holdUntil`, an end releases it.
+    /// False when the claim was lost (nothing is written then).
+    func recordWebhookAttempt(
+        _ delivery: String, token: String, attempt: WebhookAttempt, decision: WebhookDecision, holdUntil: Date
+    ) async throws -> Bool
+    /// Gives up a claim, so that any coordinator's sweep takes the delivery when it is due.
+    func releaseWebhookClaim(_ delivery: String, token: String) async throws
+    func webhookDelivery(_ id: String) async throws -> WebhookDeliveryRecord?
+    /// An execution's deliveries, in the order of the scenario's webhooks.
+    func webhookDeliveries(_ execution: ExecutionID) async throws -> [WebhookDeliveryRecord]
 }
 
 /// Thrown when the database holds a schema this coordinator does not know.

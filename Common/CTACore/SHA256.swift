@@ -1,4 +1,4 @@
-// SHA-256 (FIPS 180-4, section 6.2) with a streaming interface, for attachment digests.
+// SHA-256 (FIPS 180-4, section 6.2) with a streaming interface, for attachment digests and webhook signatures.
 
 /// A SHA-256 digest computed over data given in pieces.
 ///

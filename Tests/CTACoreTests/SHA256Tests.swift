@@ -1,6 +1,5 @@
+import CTACore
 import Testing
-
-@testable import CTAAgentCore
 
 @Suite("SHA-256: FIPS 180-4 vectors and streaming")
 struct SHA256Tests {
