@@ -77,19 +77,7 @@ public final class Coordinator: Sendable {
     /// consumes, composes and keeps time until cancelled. On cancellation the batches being written are finished
     /// and acknowledged first.
     public func run() async throws {
-        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
-        while true {
-            do throws(AMQPError) {
-                try await connection.connect()
-                break
-            } catch {
-                try Task.checkCancellation()
-                let delay = backoff.next()
-                logger.warning("broker not reachable, retrying", metadata: ["cta.error": "\(error)", "cta.retry.delay": "\(delay)"])
-                try await Task.sleep(for: delay)
-            }
-        }
-        try await connection.declareTopology(queues: Topology.coordinatorQueues, bindings: Topology.coordinatorBindings)
+        try await connect()
         try await retryingStore("prepare the store") { try await self.store.prepare() }
         logger.info("coordinator started", metadata: ["cta.instance": "\(settings.instance)"])
         await withTaskGroup(of: Void.self) { group in
@@ -107,6 +95,29 @@ public final class Coordinator: Sendable {
         }
         await connection.close()
         logger.info("coordinator stopped", metadata: ["cta.instance": "\(settings.instance)"])
+    }
+
+    /// Connects to the broker (retrying until it answers) and declares the coordinator's queues. `run()` does
+    /// this itself; a command that only publishes (a cancel) calls it, then ``close()``.
+    public func connect() async throws {
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
+        while true {
+            do throws(AMQPError) {
+                try await connection.connect()
+                break
+            } catch {
+                try Task.checkCancellation()
+                let delay = backoff.next()
+                logger.warning("broker not reachable, retrying", metadata: ["cta.error": "\(error)", "cta.retry.delay": "\(delay)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+        try await connection.declareTopology(queues: Topology.coordinatorQueues, bindings: Topology.coordinatorBindings)
+    }
+
+    /// Closes the broker connection of a coordinator used only for commands.
+    public func close() async {
+        await connection.close()
     }
 
     /// Runs a store operation until it succeeds: a database outage pauses the caller (and so, for consumers, the

@@ -13,7 +13,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cta-coordinator",
         abstract: "Schedules CTA executions, dispatches them to agents and stores what they report.",
-        subcommands: [Serve.self, Apply.self, Run.self])
+        subcommands: [Serve.self, Apply.self, Run.self, Cancel.self])
 }
 
 /// Where the database is; shared by every subcommand.
@@ -163,6 +163,45 @@ extension CoordinatorCommand {
             let code = try await ExecutionFollower(store: mongoStore).follow(record)
             try await client.shutdown()
             if code != 0 { throw ExitCode(code) }
+        }
+    }
+}
+
+extension CoordinatorCommand {
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancels an execution: a tombstone and a cancel for every machine; running tests run their stop stages.")
+
+        @OptionGroup var store: StoreOptions
+
+        @Option(name: .customLong("amqp-url"), help: "The broker URL (default: $CTA_AMQP_URL).")
+        var amqpURL: String?
+
+        @Argument(help: "The execution id.")
+        var execution: String
+
+        @Option(help: "Why (shown with the execution and sent to the agents).")
+        var reason: String = "cancelled from the command line"
+
+        func run() async throws {
+            let logger = store.bootstrapLogging()
+            guard let id = ExecutionID(execution) else { throw ValidationError("\"\(execution)\" is not an execution id") }
+            guard let url = amqpURL ?? ProcessInfo.processInfo.environment["CTA_AMQP_URL"] else {
+                throw ValidationError("no broker URL: pass --amqp-url or set CTA_AMQP_URL")
+            }
+            let (client, mongoStore) = try store.open(logger: logger)
+            let coordinator = Coordinator(
+                store: mongoStore, broker: try AMQPConfiguration(url: url),
+                settings: Coordinator.Settings(instance: "cli-\(getpid())"), logger: logger)
+            try await coordinator.connect()
+            let cancelled = try await coordinator.cancel(id, reason: reason)
+            await coordinator.close()
+            try await client.shutdown()
+            guard cancelled else {
+                FileHandle.standardError.write(Data("cta-coordinator: \(id) does not exist or has already ended\n".utf8))
+                throw ExitCode(1)
+            }
+            print("cancel requested for \(id)")
         }
     }
 }

@@ -229,5 +229,48 @@ extension CoordinatorProcessSuites {
                 #expect(try await scene.store.scenario(ScenarioID(unchecked: "s")) == nil)
             }
         }
+
+        @Test("cancel mid-run from the command line: the test's stop stage runs and the execution ends cancelled")
+        func cancelMidRun() async throws {
+            try await withScene(agents: 1) { scene in
+                try await scene.waitForMachines()
+                var long = E2ETests.shell("long", "sleep 60")
+                long.stages[0].stop = "echo stopping"
+                let scenario = try await scene.define([long, E2ETests.shell("never", "true")], runMode: .mono)
+                let created = try await scene.store.requestExecution(of: scenario, requestedBy: "test")
+                try await scene.waitFor("the execution running", timeout: .seconds(60)) {
+                    try await scene.store.execution(created.executionID)?.phase == .running
+                }
+                let output = scene.directory + "/cancel.out"
+                let pid = try spawn(
+                    [
+                        try CoordinatorProcess.binary(), "cancel", created.executionID.description, "--reason", "not needed",
+                        "--amqp-url", scene.brokerURL, "--mongo-uri", scene.mongoURI, "--database", scene.databaseName,
+                    ], environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, output: output)
+                let status = await AgentProcess(machine: MachineName(unchecked: "cancel"), directory: "", pid: pid).waitForExit()
+                #expect(status == 0, "\((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")")
+                let execution = try await scene.waitForEnd(created.executionID, timeout: .seconds(60))
+                #expect(execution.phase == .cancelled, "\(execution.phase) \(execution.endReason ?? "")\n\(scene.diagnostics())")
+                #expect(execution.cancelRequested == "not needed")
+                let parts = try await scene.store.parts(created.executionID)
+                #expect(parts.map(\.finalState) == [.cancelled])
+                // The second test never ran.
+                #expect(try await scene.store.results(created.executionID).allSatisfy { $0.result.testID.rawValue != "never" || $0.result.status != .ok })
+            }
+        }
+
+        @Test("running timeout: the agent stops the test at the execution's running timeout; the execution ends timeout")
+        func runningTimeout() async throws {
+            try await withScene(agents: 1) { scene in
+                try await scene.waitForMachines()
+                let scenario = try await scene.define(
+                    [E2ETests.shell("stuck", "sleep 60")], runMode: .mono, running: Milliseconds(2_000))
+                let execution = try await scene.run(scenario, timeout: .seconds(60))
+                #expect(execution.phase == .timeout, "\(execution.phase) \(execution.endReason ?? "")\n\(scene.diagnostics())")
+                let results = try await scene.store.results(execution.executionID)
+                #expect(results.count == 1 && results.allSatisfy { $0.result.status != .ok })
+                #expect(try await scene.store.parts(execution.executionID).map(\.finalState) == [.timeout])
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 public import CTACore
 public import CTAMongo
 public import Foundation
+public import Logging
 
 /// The coordinator's store on MongoDB.
 ///
@@ -14,9 +15,35 @@ public struct MongoStore: Store {
     public static let schemaVersion = 1
 
     public let database: MongoDatabase
+    let logger: Logger
 
-    public init(database: MongoDatabase) {
+    public init(database: MongoDatabase, logger: Logger = Logger(label: "cta.store")) {
         self.database = database
+        self.logger = logger
+    }
+
+    /// The documents matching `filter`, decoded one by one: a document that does not decode (written by a newer
+    /// version, or edited by hand) is reported in the log and skipped, instead of failing the whole read.
+    func findDecodable<T: Codable & Sendable>(
+        _ collection: MongoCollection<T>, _ filter: BSONDocument, sort: BSONDocument? = nil, limit: Int? = nil
+    ) async throws -> [T] {
+        let raw = try await collection.find(filter, sort: sort, limit: limit, as: BSONDocument.self)
+        var decoded: [T] = []
+        decoded.reserveCapacity(raw.count)
+        let decoder = BSONDecoder()
+        for document in raw {
+            do {
+                decoded.append(try decoder.decode(T.self, from: document))
+            } catch {
+                logger.error(
+                    "a stored document does not decode; skipped",
+                    metadata: [
+                        "cta.collection": "\(collection.name)", "cta.id": "\(document["_id"].map { "\($0)" } ?? "-")",
+                        "cta.error": "\(error)",
+                    ])
+            }
+        }
+        return decoded
     }
 
     struct DefinitionDocument<Definition: Codable & Sendable>: Codable, Sendable {
@@ -232,7 +259,7 @@ public struct MongoStore: Store {
     }
 
     public func machines() async throws -> [MachineRecord] {
-        try await machinesCollection.find([:], sort: .ascending("_id"))
+        try await findDecodable(machinesCollection, [:], sort: .ascending("_id"))
     }
 
     public func machine(_ name: MachineName) async throws -> MachineRecord? {
@@ -260,7 +287,8 @@ public struct MongoStore: Store {
     }
 
     public func executions(in phase: ExecutionPhase, limit: Int) async throws -> [ExecutionRecord] {
-        try await executionsCollection.find(["phase": .string(phase.rawValue)], sort: .descending("createdAt"), limit: limit)
+        try await findDecodable(
+            executionsCollection, ["phase": .string(phase.rawValue)], sort: .descending("createdAt"), limit: limit)
     }
 
     public func claimPendingExecution(holder: String, now: Date, until: Date) async throws -> ExecutionRecord? {
@@ -475,7 +503,7 @@ public struct MongoStore: Store {
     }
 
     public func parts(_ execution: ExecutionID) async throws -> [PartRecord] {
-        try await partsCollection.find(["executionID": .string(execution.description)], sort: .ascending("_id"))
+        try await findDecodable(partsCollection, ["executionID": .string(execution.description)], sort: .ascending("_id"))
     }
 
     public func markPartComplete(_ id: String) async throws {
@@ -490,11 +518,13 @@ public struct MongoStore: Store {
     }
 
     public func results(_ execution: ExecutionID) async throws -> [ResultRecord] {
-        try await resultsCollection.find(["executionID": .string(execution.description)], sort: .ascending("receivedAt", "seq"))
+        try await findDecodable(
+            resultsCollection, ["executionID": .string(execution.description)], sort: .ascending("receivedAt", "seq"))
     }
 
     public func states(_ execution: ExecutionID) async throws -> [StateRecord] {
-        try await statesCollection.find(["executionID": .string(execution.description)], sort: .ascending("receivedAt", "seq"))
+        try await findDecodable(
+            statesCollection, ["executionID": .string(execution.description)], sort: .ascending("receivedAt", "seq"))
     }
 
     public func closeLostPart(_ id: String, reason: String, at: Date) async throws -> Bool {

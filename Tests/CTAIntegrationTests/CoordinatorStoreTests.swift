@@ -1,0 +1,79 @@
+import CTACoordinator
+import CTACore
+import CTAMongo
+import Foundation
+import Testing
+
+/// The coordinator's store against the real MongoDB-wire server: idempotent event writes, sequence accounting,
+/// and reads that survive a document that does not decode.
+@Suite("Coordinator store", .enabled(if: ServiceEnvironment.mongoEnabled, "needs CTA_MONGO_URI"))
+struct CoordinatorStoreTests {
+    static let machine = MachineName(unchecked: "store-lab")
+
+    static func result(_ execution: ExecutionID, epoch: SequenceEpoch, seq: UInt64, id: EventID = EventID()) -> Envelope {
+        Envelope(
+            id: id, source: .agent(machine), epoch: epoch, seq: seq,
+            payload: TestResult(
+                executionID: execution, machine: machine, testID: TestID(unchecked: "t\(seq)"), name: "t\(seq)",
+                status: seq % 2 == 0 ? .failed : .ok, durationMs: Milliseconds(5),
+                origin: .exitCode(stage: "run", exitCode: 0, signal: nil)))
+    }
+
+    @Test("results are stored once: a repeat is a duplicate, another event under the same (epoch, seq) a conflict")
+    func idempotentResults() async throws {
+        try await withMongoDatabase("cta-store") { _, database in
+            let store = MongoStore(database: database)
+            try await store.prepare()
+            let execution = ExecutionID()
+            let epoch = SequenceEpoch()
+            let batch = (1...20).map { Self.result(execution, epoch: epoch, seq: UInt64($0)) }
+            #expect(try await store.storeResultsAndLogs(batch, receivedAt: Date()) == Array(repeating: .stored, count: 20))
+            // A redelivered half batch mixed with new events and an impostor for seq 3.
+            let again = Array(batch[0..<10]) + [Self.result(execution, epoch: epoch, seq: 21), Self.result(execution, epoch: epoch, seq: 3)]
+            let writes = try await store.storeResultsAndLogs(again, receivedAt: Date())
+            #expect(writes == Array(repeating: .duplicate, count: 10) + [.stored, .sequenceConflict])
+            #expect(try await store.results(execution).count == 21)
+            #expect(try await store.resultCounts(execution, machine: Self.machine) == ResultCounts(ok: 11, failed: 10))
+            #expect(try await store.storedSequenceCount(epoch: epoch.description, range: 1...21) == 21)
+            #expect(try await store.storedSequenceCount(epoch: epoch.description, range: 1...22) == 21)
+        }
+    }
+
+    @Test("a refused event's seq counts as received, once, however often it was refused")
+    func rejectionsCount() async throws {
+        try await withMongoDatabase("cta-store") { _, database in
+            let store = MongoStore(database: database)
+            try await store.prepare()
+            let epoch = SequenceEpoch()
+            for _ in 0..<2 {
+                try await store.storeRejection(
+                    RejectionRecord(
+                        id: "bad-1", source: "agent/store-lab", epoch: epoch.description, seq: 1, code: "invalidValue",
+                        path: "payload.status", reason: "unknown", queue: "q", routingKey: "test.result", rejectedAt: Date()))
+            }
+            try await store.storeRejection(
+                RejectionRecord(
+                    id: "bad-2", source: "agent/store-lab", epoch: epoch.description, seq: 1, code: "invalidValue",
+                    path: "payload.status", reason: "unknown", queue: "q", routingKey: "test.result", rejectedAt: Date()))
+            _ = try await store.storeResultsAndLogs([Self.result(ExecutionID(), epoch: epoch, seq: 2)], receivedAt: Date())
+            #expect(try await store.storedSequenceCount(epoch: epoch.description, range: 1...2) == 2)
+        }
+    }
+
+    @Test("a stored document that does not decode is skipped and reported, not fatal to the read")
+    func undecodableDocument() async throws {
+        try await withMongoDatabase("cta-store") { _, database in
+            let store = MongoStore(database: database)
+            try await store.prepare()
+            let registration = AgentRegistration(
+                machine: Self.machine, hostname: "h", addresses: [], os: OperatingSystem(name: "debian", version: "12"),
+                arch: "x86_64", cpuCount: 2, memoryBytes: 1 << 30, agentVersion: "0.1.0", tags: [:], groups: [],
+                maxConcurrentExecutions: 1, transport: .amqp, startedAt: .now())
+            let envelope = Envelope(source: .agent(Self.machine), epoch: SequenceEpoch(), seq: 1, payload: registration)
+            #expect(try await store.register(registration, envelope: envelope, receivedAt: Date()) == .stored)
+            try await database.collection("machines").insertOne(["_id": "broken", "hostname": 42])
+            let machines = try await store.machines()
+            #expect(machines.map(\._id) == [Self.machine.rawValue])
+        }
+    }
+}
