@@ -55,7 +55,7 @@ public enum DurationText {
     }
 
     /// The value of ASCII digits; nil when it does not fit in an `Int64`.
-    private static func decimal(_ digits: ArraySlice<UInt8>) -> Int64? {
+    public static func decimal(_ digits: ArraySlice<UInt8>) -> Int64? {
         var value: Int64 = 0
         for digit in digits {
             guard case (let shifted, false) = value.multipliedReportingOverflow(by: 10),

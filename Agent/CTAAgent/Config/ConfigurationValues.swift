@@ -71,15 +71,5 @@ enum ConfigurationValue {
 
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 
-    /// The value of ASCII digits; nil when it does not fit in an `Int64`.
-    private static func decimal(_ digits: ArraySlice<UInt8>) -> Int64? {
-        var value: Int64 = 0
-        for digit in digits {
-            guard case (let shifted, false) = value.multipliedReportingOverflow(by: 10),
-                case (let sum, false) = shifted.addingReportingOverflow(Int64(digit - UInt8(ascii: "0")))
-            else { return nil }
-            value = sum
-        }
-        return value
-    }
+    private static func decimal(_ digits: ArraySlice<UInt8>) -> Int64? { DurationText.decimal(digits) }
 }
