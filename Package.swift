@@ -160,10 +160,13 @@ let package = Package(
             name: "cta-bench",
             dependencies: [
                 "CTABroker",
+                "CTACoordinator",
                 "CTACore",
+                "CTAMessaging",
                 "CTAMongo",
                 "CBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tools/cta-bench",
             swiftSettings: upcoming

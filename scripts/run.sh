@@ -2,8 +2,9 @@
 # The main job: starts a private RabbitMQ and MongoDB-wire server, then
 #   1. runs the example scenario end to end on this machine: one coordinator, two agents (scripts/demo.sh),
 #      printing each test's result as it arrives and a summary;
-#   2. measures CTA against the raw C libraries and a real agent against raw publishing, in the same run (one
-#      JSON line per figure: cta-bench broker, store, agent);
+#   2. measures CTA against the raw C libraries, a real agent against raw publishing, and the coordinator's
+#      result store rate against raw libmongoc and its trigger-to-running latency, in the same run (one JSON
+#      line per figure: cta-bench broker, store, agent, consumer);
 # then stops every process it started.
 # Usage: scripts/run.sh [SCENARIO]   (default example-parallel; see examples/scenarios.yaml)
 set -euo pipefail
@@ -16,3 +17,4 @@ BENCH="$(swift build -c release --show-bin-path)/cta-bench"
 "$BENCH" broker
 "$BENCH" store
 "$BENCH" agent
+"$BENCH" consumer --url "$CTA_AMQP_BENCH_URL"

@@ -108,13 +108,16 @@ CONF
         sleep 0.3
     done
     (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmqctl -q await_startup --timeout 60 >/dev/null)
-    # Virtual hosts of their own for the agent tests (which stand in for the coordinator) and the end-to-end
-    # tests (which run real coordinators): both consume the coordinator's queues, which no other test may see.
+    # Virtual hosts of their own for the agent tests (which stand in for the coordinator), the end-to-end
+    # tests (which run real coordinators) and the benches (which run an in-process coordinator): each consumes
+    # the coordinator's queues, which nothing else may see.
     (rabbit_env
      /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost cta-agents >/dev/null 2>&1 || true
      /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-agents guest ".*" ".*" ".*" >/dev/null
      /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost cta-e2e >/dev/null 2>&1 || true
-     /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-e2e guest ".*" ".*" ".*" >/dev/null)
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-e2e guest ".*" ".*" ".*" >/dev/null
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost cta-bench >/dev/null 2>&1 || true
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-bench guest ".*" ".*" ".*" >/dev/null)
     log "rabbitmq up on 127.0.0.1:$AMQP_PORT (amqps $AMQPS_PORT), pid $(cat "$RABBIT_DIR/server.pid")"
 }
 
@@ -202,6 +205,7 @@ export CTA_AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
 export CTA_AMQPS_URL="amqps://guest:guest@localhost:$AMQPS_PORT/"
 export CTA_AMQP_AGENTS_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/cta-agents"
 export CTA_AMQP_E2E_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/cta-e2e"
+export CTA_AMQP_BENCH_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/cta-bench"
 export CTA_AMQPS_CA_FILE="$TLS_DIR/ca.pem"
 export CTA_MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/?retryWrites=false"
 export CTA_SERVICES_SCRIPT="$ROOT/scripts/services.sh"

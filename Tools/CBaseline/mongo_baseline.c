@@ -174,3 +174,72 @@ double cta_mongo_baseline_find_one(const char *uri, const char *database, const 
     mongoc_client_destroy(client);
     return result;
 }
+
+/// A copy of `template` with a new string `_id` and `seq` = `seq`; false if the template is not valid BSON.
+static bool build_copy(bson_t *doc, const bson_t *template, uint32_t id_prefix, int64_t seq) {
+    bson_iter_t iter;
+    if (!bson_iter_init(&iter, template)) return false;
+    while (bson_iter_next(&iter)) {
+        const char *key = bson_iter_key(&iter);
+        uint32_t key_length = bson_iter_key_len(&iter);
+        if (strcmp(key, "_id") == 0) {
+            char id[40];
+            snprintf(id, sizeof id, "%08x-0000-4000-8000-%012llx", id_prefix, (unsigned long long)seq);
+            bson_append_utf8(doc, "_id", 3, id, -1);
+        } else if (strcmp(key, "seq") == 0 && BSON_ITER_HOLDS_INT32(&iter)) {
+            bson_append_int32(doc, key, (int)key_length, (int32_t)seq);
+        } else if (strcmp(key, "seq") == 0) {
+            bson_append_int64(doc, key, (int)key_length, seq);
+        } else {
+            bson_append_iter(doc, key, (int)key_length, &iter);
+        }
+    }
+    return true;
+}
+
+double cta_mongo_baseline_insert_copies(const char *uri, const char *database, const char *collection,
+                                        const uint8_t *template_bytes, size_t template_length, int64_t first_seq,
+                                        int count, int batch, char *error, size_t error_size) {
+    bson_t template;
+    if (!bson_init_static(&template, template_bytes, template_length)) {
+        set_error(error, error_size, "template", NULL);
+        return -1;
+    }
+    mongoc_collection_t *coll = NULL;
+    mongoc_client_t *client = open_client(uri, database, collection, &coll, error, error_size);
+    if (!client) return -1;
+    if (batch < 1) batch = 1;
+    bson_t **docs = bson_malloc0(sizeof(bson_t *) * (size_t)batch);
+    bson_t opts = BSON_INITIALIZER;
+    bson_append_bool(&opts, "ordered", 7, false);
+    /* Distinct ids from one run to the next, in case a collection is reused. */
+    bson_oid_t oid;
+    bson_oid_init(&oid, NULL);
+    uint32_t id_prefix = (uint32_t)oid.bytes[8] << 24 | (uint32_t)oid.bytes[9] << 16 | (uint32_t)oid.bytes[10] << 8 |
+                         (uint32_t)oid.bytes[11];
+    double result = -1;
+    bson_error_t err;
+    double start = now_seconds();
+    int done = 0;
+    while (done < count) {
+        int n = count - done < batch ? count - done : batch;
+        bool built = true;
+        for (int j = 0; j < n; j++) {
+            docs[j] = bson_new();
+            built = build_copy(docs[j], &template, id_prefix, first_seq + done + j) && built;
+        }
+        bool ok = built && mongoc_collection_insert_many(coll, (const bson_t **)docs, (size_t)n, &opts, NULL, &err);
+        for (int j = 0; j < n; j++) bson_destroy(docs[j]);
+        if (!ok) {
+            set_error(error, error_size, built ? "insert_many" : "template", built ? &err : NULL);
+            break;
+        }
+        done += n;
+    }
+    if (done == count) result = now_seconds() - start;
+    bson_destroy(&opts);
+    bson_free(docs);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(client);
+    return result;
+}

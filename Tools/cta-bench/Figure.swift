@@ -27,6 +27,17 @@ struct Figure: Encodable {
     /// Every round's value, CTA's then the baseline's, for the sceptical reader.
     var samples: [Double]
     var baselineSamples: [Double]?
+    /// How the figure was measured, when its name does not say enough.
+    var note: String?
+    /// For a latency: where the time went, as milestones measured from the same start.
+    var breakdown: [Milestone]?
+
+    /// A point on the way of a latency, in milliseconds from its start.
+    struct Milestone: Encodable {
+        var name: String
+        var p50Ms: Double
+        var p99Ms: Double
+    }
 
     init(
         bench: String, figure: String, unit: String, samples: [Double], baselineSamples: [Double]?,
@@ -53,6 +64,14 @@ struct Figure: Encodable {
         let sorted = values.sorted()
         let mid = sorted.count / 2
         return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+    }
+
+    /// The nearest-rank percentile `p` (0...100) of `values`.
+    static func percentile(_ p: Double, _ values: [Double]) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
+        return sorted[min(sorted.count, max(1, rank)) - 1]
     }
 
     func printLine() {

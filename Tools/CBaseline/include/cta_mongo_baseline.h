@@ -24,4 +24,12 @@ double cta_mongo_baseline_insert_many(const char *uri, const char *database, con
 double cta_mongo_baseline_find_one(const char *uri, const char *database, const char *collection, int count,
                                    int64_t key_range, int64_t *found, char *error, size_t error_size);
 
+/// Inserts `count` copies of one BSON document (`template_bytes`, `template_length` bytes) with unordered
+/// `insert_many` calls of `batch` documents, the way CTA writes a batch of events keyed by their event id. Each
+/// copy gets a new `_id` (a 36-character string, the shape of an event id) and `seq = first_seq + i` (in the
+/// template's integer type); every other field is copied as it is. Documents are built inside the measured loop.
+double cta_mongo_baseline_insert_copies(const char *uri, const char *database, const char *collection,
+                                        const uint8_t *template_bytes, size_t template_length, int64_t first_seq,
+                                        int count, int batch, char *error, size_t error_size);
+
 #endif
