@@ -3,6 +3,7 @@ import CTACore
 import CTAMessaging
 import Foundation
 public import Logging
+import Synchronization
 
 /// One coordinator instance: the consumer of agent events, the composer that dispatches pending executions, and
 /// the timekeeper. Several instances may run against the same broker and database; every write is idempotent
@@ -13,7 +14,8 @@ public final class Coordinator: Sendable {
         public var instance: String
         /// Largest batch of results written at once (the results queue's prefetch).
         public var resultBatch: Int
-        /// How often the composer looks for due pending executions when nothing woke it.
+        /// How often the composer looks for due pending executions when nothing woke it (new machines, and new
+        /// executions requested in this process, wake it at once).
         public var composerInterval: Duration
         /// How long a composer's claim on an execution lasts.
         public var claimDuration: Duration
@@ -59,6 +61,10 @@ public final class Coordinator: Sendable {
     let settings: Settings
     let logger: Logger
     let wake = Wakeup()
+    /// Queues this coordinator's connection declared (machine and group queues), so a dispatch declares each once.
+    let declared = Mutex<Set<String>>([])
+    /// The composer's last read of the machines.
+    let machineCache = Mutex<(at: Date, machines: [MachineRecord])?>(nil)
     let webhookQueue = WebhookQueue()
 
     public init(store: any Store, broker: AMQPConfiguration, settings: Settings, logger: Logger) {

@@ -27,7 +27,7 @@ struct CallbackTests {
                 WebhookDefinition(url: receiver.url("/hooks/cta?team=qa"), secret: "correct horse battery staple")
             ])
             let execution = try await scene.store.requestExecution(of: scenario, requestedBy: "test/callbacks")
-            try await scene.store.markRunning(execution.executionID, at: Date())
+            _ = try await scene.store.markRunning(execution.executionID, at: Date())
             let counts = ResultCounts(ok: 3, failed: 1)
             #expect(try await scene.coordinator.end(execution, phase: .finished, reason: nil, counts: counts))
 

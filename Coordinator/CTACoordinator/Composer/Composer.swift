@@ -1,6 +1,7 @@
 import CTABroker
 import CTACore
 import CTAMessaging
+import Synchronization
 import Foundation
 import Logging
 
@@ -59,7 +60,7 @@ extension Coordinator {
                 // A composer died between saving the plan and marking it published: publish the same messages again.
                 plan = saved
             } else {
-                let machines = try await store.machines()
+                let machines = try await recentMachines(now: now)
                 let matcher = MachineMatcher(selector: record.selector, now: now)
                 let matching = matcher.matching(machines)
                 guard let made = try await makePlan(record, matching: matching) else {
@@ -133,9 +134,7 @@ extension Coordinator {
         }
         switch record.runMode {
         case .mono, .stress:
-            try await connection.declareTopology(
-                queues: plan.machines.map(Topology.machineQueueDeclaration),
-                bindings: plan.machines.flatMap(Topology.machineBindings))
+            try await declareMachineQueues(plan.machines)
             for (machine, id) in zip(plan.machines, plan.eventIDs) {
                 try add(
                     ExecutionDispatch(execution: context, attempt: plan.attempt, tests: record.tests), id: id,
@@ -143,16 +142,20 @@ extension Coordinator {
             }
         case .group:
             guard let group = plan.group else { return }
-            try await connection.declareTopology(
-                queues: [Topology.groupQueueDeclaration(group)], bindings: [Topology.groupBinding(group)])
+            if declared.withLock({ !$0.contains(Topology.groupQueue(group)) }) {
+                try await connection.declareTopology(
+                    queues: [Topology.groupQueueDeclaration(group)], bindings: [Topology.groupBinding(group)])
+                declared.withLock { _ = $0.insert(Topology.groupQueue(group)) }
+            }
             try add(
                 ExecutionDispatch(execution: context, attempt: plan.attempt, tests: record.tests), id: plan.eventIDs[0],
                 routingKey: Topology.groupRoutingKey(group))
         case .parallel:
             let execution = record.executionID
             try await connection.declareTopology(
-                queues: [Topology.parallelQueueDeclaration(execution: execution)] + plan.machines.map(Topology.machineQueueDeclaration),
-                bindings: [Topology.parallelBinding(execution: execution)] + plan.machines.flatMap(Topology.machineBindings))
+                queues: [Topology.parallelQueueDeclaration(execution: execution)],
+                bindings: [Topology.parallelBinding(execution: execution)])
+            try await declareMachineQueues(plan.machines)
             let history = try await store.expectedDurations(record.tests.map(\.id))
             let order = MachineMatcher.longestFirst(record.tests, history: history)
             for (position, index) in order.enumerated() {
@@ -171,6 +174,29 @@ extension Coordinator {
             }
         }
         for result in await connection.publish(contentsOf: messages) { try result.get() }
+    }
+}
+
+extension Coordinator {
+    /// The machines as stored, read at most every 200 ms: a burst of executions is matched against one read.
+    /// Staleness is bounded by the same 200 ms, well under a heartbeat interval.
+    func recentMachines(now: Date) async throws -> [MachineRecord] {
+        if let cached = machineCache.withLock({ $0 }), now.timeIntervalSince(cached.at) < 0.2, now >= cached.at {
+            return cached.machines
+        }
+        let machines = try await store.machines()
+        machineCache.withLock { $0 = (now, machines) }
+        return machines
+    }
+
+    /// Declares the machine queues (and their bindings) this connection has not declared yet. The broker keeps
+    /// them (durable), and the connection declares what it has seen again after a reconnect.
+    func declareMachineQueues(_ machines: [MachineName]) async throws {
+        let missing = declared.withLock { set in machines.filter { !set.contains(Topology.machineQueue($0)) } }
+        guard !missing.isEmpty else { return }
+        try await connection.declareTopology(
+            queues: missing.map(Topology.machineQueueDeclaration), bindings: missing.flatMap(Topology.machineBindings))
+        declared.withLock { set in for machine in missing { set.insert(Topology.machineQueue(machine)) } }
     }
 }
 

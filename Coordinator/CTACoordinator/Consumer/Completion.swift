@@ -29,13 +29,18 @@ extension Coordinator {
     /// After a state was stored.
     func stateArrived(_ change: ExecutionStateChange) async {
         do {
-            guard let record = try await store.execution(change.executionID) else {
+            // The first `acked` moves the execution to running and returns it in the same call.
+            let started = change.state == .acked || change.state == .running
+            var found = started ? try await store.markRunning(change.executionID, at: Date()) : nil
+            // A `running` that follows its `acked` needs nothing more: the late-machine check was made on `acked`.
+            if found == nil, change.state == .running { return }
+            if found == nil { found = try await store.execution(change.executionID) }
+            guard let record = found else {
                 logger.notice("state for an unknown execution", metadata: ["cta.execution": "\(change.executionID)", "cta.machine": "\(change.machine)"])
                 return
             }
             switch change.state {
             case .acked, .running:
-                try await store.markRunning(change.executionID, at: Date())
                 if let reason = record.cancelRequested {
                     // A machine that took the work after the cancel was broadcast (it never saw the tombstone).
                     try await sendCancel(record, cause: .requested, reason: reason, to: change.machine)

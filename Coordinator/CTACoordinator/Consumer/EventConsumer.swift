@@ -10,7 +10,8 @@ extension Coordinator {
     /// `test.result` and `execution.log`, written in batches.
     func consumeResults() async {
         let queue = Topology.resultsQueue
-        await consume(queue: queue, prefetch: UInt16(clamping: settings.resultBatch)) { batch in
+        // Twice the batch in flight: the next full batch is already here while one is written.
+        await consume(queue: queue, prefetch: UInt16(clamping: 2 * settings.resultBatch), batch: settings.resultBatch) { batch in
             await self.writeResults(batch, queue: queue)
         }
     }
@@ -18,21 +19,23 @@ extension Coordinator {
     /// `execution.state`, one at a time (each may end a machine's part, or an execution).
     func consumeStates() async {
         let queue = Topology.statesQueue
-        await consume(queue: queue, prefetch: 100) { batch in
+        await consume(queue: queue, prefetch: 100, batch: 100) { batch in
             for delivery in batch { await self.writeState(delivery, queue: queue) }
         }
     }
 
     /// `agent.registration`, `agent.shutdown` and `agent.heartbeat`.
     func consumeAgents(queue: String) async {
-        await consume(queue: queue, prefetch: 100) { batch in
+        await consume(queue: queue, prefetch: 100, batch: 100) { batch in
             for delivery in batch { await self.writeAgentEvent(delivery, queue: queue) }
         }
     }
 
     /// Consumes `queue` until cancelled, handing out whatever arrived while the previous batch was handled. The
     /// consumer is re-opened if the broker cancels it.
-    private func consume(queue: String, prefetch: UInt16, handle: @escaping @Sendable ([AMQPDelivery]) async -> Void) async {
+    private func consume(
+        queue: String, prefetch: UInt16, batch limit: Int, handle: @escaping @Sendable ([AMQPDelivery]) async -> Void
+    ) async {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
         while !Task.isCancelled {
             let consumer: AMQPConsumer
@@ -53,7 +56,7 @@ extension Coordinator {
                 batcher.finish()
             }
             await withTaskCancellationHandler {
-                while let batch = await batcher.next(limit: Int(prefetch)) {
+                while let batch = await batcher.next(limit: limit) {
                     // Once started, a batch is finished even if the coordinator is stopping: it is acked or released.
                     await Task { await handle(batch) }.value
                     if Task.isCancelled { break }

@@ -294,8 +294,10 @@ public struct MongoStore: Store {
     public func claimPendingExecution(holder: String, now: Date, until: Date) async throws -> ExecutionRecord? {
         try await executionsCollection.findOneAndUpdate(
             [
+                // Unclaimed or the claim expired. `$not` rather than an `$or` of the two cases: SecantusDB answers
+                // an `$or` by scanning the whole collection, which grows with every execution ever stored.
                 "phase": "pending", "dispatchedAt": .null, "nextAttemptAt": ["$lte": .date(now)],
-                "$or": [["claimedUntil": .null], ["claimedUntil": ["$lt": .date(now)]]],
+                "claimedUntil": ["$not": ["$gte": .date(now)]],
             ],
             .set(["claimedBy": .string(holder), "claimedUntil": .date(until)]),
             sort: .ascending("nextAttemptAt"), returning: .after)
@@ -325,10 +327,10 @@ public struct MongoStore: Store {
             .set(fields).unsetting("claimedBy", "claimedUntil"))
     }
 
-    public func markRunning(_ execution: ExecutionID, at: Date) async throws {
-        _ = try await executionsCollection.updateOne(
+    public func markRunning(_ execution: ExecutionID, at: Date) async throws -> ExecutionRecord? {
+        try await executionsCollection.findOneAndUpdate(
             ["_id": .string(execution.description), "phase": "pending"],
-            .set(["phase": "running", "startedAt": .date(at)]))
+            .set(["phase": "running", "startedAt": .date(at)]), returning: .after)
     }
 
     public func endExecution(

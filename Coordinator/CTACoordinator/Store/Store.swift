@@ -46,8 +46,8 @@ public protocol Store: Sendable {
     /// Releases a claim, leaving the execution pending with an explanation until `retryAt`.
     func deferExecution(_ execution: ExecutionID, holder: String, explanation: PendingExplanation?, retryAt: Date)
         async throws
-    /// Moves an execution from pending to running (no-op in any other phase).
-    func markRunning(_ execution: ExecutionID, at: Date) async throws
+    /// Moves an execution from pending to running and returns it as updated; nil in any other phase.
+    func markRunning(_ execution: ExecutionID, at: Date) async throws -> ExecutionRecord?
     /// Ends an execution once: true for the caller that ended it, false when it had already ended.
     func endExecution(
         _ execution: ExecutionID, phase: ExecutionPhase, reason: String?, counts: ResultCounts, at: Date
