@@ -110,7 +110,9 @@ struct CallbackTests {
 
     @Test("an unreachable receiver: failed after the configured attempts, each with its error")
     func unreachable() async throws {
-        let port = try await freePort()
+        // A port bound but not listening refuses connections, and no other test can take it meanwhile.
+        let (port, socket) = try closedPort()
+        defer { close(socket) }
         try await withCallbackScene { scene in
             let scenario = try await scene.define(webhooks: [WebhookDefinition(url: "http://127.0.0.1:\(port)/gone")])
             let execution = try await scene.store.requestExecution(of: scenario, requestedBy: "test/callbacks")
@@ -417,11 +419,24 @@ func withCallbackScene(
 }
 
 /// A port on 127.0.0.1 that nothing listens on: bound by a receiver that is closed at once.
-func freePort() async throws -> Int {
-    let receiver = try await WebhookReceiver()
-    let port = receiver.port
-    await receiver.close()
-    return port
+/// A loopback TCP port held by a socket that is bound but not listening: connecting to it is refused.
+func closedPort() throws -> (port: Int, socket: Int32) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    try #require(fd >= 0, "socket() failed")
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    try #require(bound == 0, "bind() failed")
+    let named = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    try #require(named == 0, "getsockname() failed")
+    return (Int(UInt16(bigEndian: address.sin_port)), fd)
 }
 
 /// Keeps every log entry, with its level, for assertions.
