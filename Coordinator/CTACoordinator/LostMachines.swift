@@ -33,8 +33,14 @@ extension Coordinator {
             guard record.parallelQueueDeleted != true else { return }
             // Wait until the queue is drained, so only tests that were taken (by the lost machine or by another
             // machine still running them) are missing.
-            let state = try await connection.queueState(Topology.parallelQueue(execution: execution))
-            guard state.messageCount == 0 else { return }
+            do throws(AMQPError) {
+                let state = try await connection.queueState(Topology.parallelQueue(execution: execution))
+                guard state.messageCount == 0 else { return }
+            } catch {
+                // The queue is gone (expired, or deleted by a cancel): nothing can be re-queued into it.
+                guard error.code == .notFound else { throw error }
+                return
+            }
             let done = Set(results.compactMap(\.result.index))
             requeue = record.tests.enumerated().filter { !done.contains($0.offset) && part.attempt < 2 }.map { ($0.offset, $0.element) }
         } else if record.runMode == .group, part.attempt < 2 {

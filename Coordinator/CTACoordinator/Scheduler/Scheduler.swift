@@ -50,6 +50,8 @@ extension Coordinator {
             logger.warning("cannot read scheduled scenarios", metadata: ["cta.error": "\(error)"])
             return
         }
+        // A firing that failed (the database away) is tried again at the next tick: the cursor stays put.
+        var failed = false
         for scenario in scenarios {
             for planned in cursor.due(scenario, now: now, logger: logger) {
                 do {
@@ -65,12 +67,13 @@ extension Coordinator {
                         ])
                     wakeComposer()
                 } catch {
+                    failed = true
                     logger.error(
                         "a scheduled firing failed", metadata: ["cta.scenario": "\(scenario.id)", "cta.error": "\(error)"])
                 }
             }
         }
-        cursor.advance(to: now)
+        if !failed { cursor.advance(to: now) }
     }
 }
 
