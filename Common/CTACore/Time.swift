@@ -213,3 +213,11 @@ public struct Milliseconds: Hashable, Comparable, Sendable, Codable, CustomStrin
         try container.encode(value)
     }
 }
+
+extension Duration {
+    /// The duration in seconds, as `Date` arithmetic wants it.
+    public var timeInterval: TimeInterval {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

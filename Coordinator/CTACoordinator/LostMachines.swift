@@ -16,11 +16,12 @@ extension Coordinator {
         let offline = Dictionary(
             machines.filter { !$0.isOnline(at: now) }.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         guard !offline.isEmpty else { return }
-        for record in running where record.cancelRequested == nil {
-            for part in try await store.parts(record.executionID) where part.finalState == nil {
-                guard let machine = offline[part.machine] else { continue }
-                try await handleLost(part, machine: machine, record: record, now: now)
-            }
+        let executions = Dictionary(running.map { ($0._id, $0) }, uniquingKeysWith: { first, _ in first })
+        for part in try await store.openParts(on: Array(offline.keys)) {
+            guard let record = executions[part.executionID], record.cancelRequested == nil,
+                let machine = offline[part.machine]
+            else { continue }
+            try await handleLost(part, machine: machine, record: record, now: now)
         }
     }
 

@@ -57,7 +57,7 @@ extension Coordinator {
             logger.info("execution ran out of time; cancelling", metadata: ["cta.execution": "\(record.executionID)"])
             return
         }
-        guard now >= deadline.addingTimeInterval(settings.timeoutGrace.seconds) else { return }
+        guard now >= deadline.addingTimeInterval(settings.timeoutGrace.timeInterval) else { return }
         let parts = try await store.parts(record.executionID)
         var missing: [String] = []
         for part in parts where !part.complete {

@@ -90,30 +90,40 @@ struct AgentProcess: Sendable {
 
     /// Waits for the process to exit and returns its status (128 + signal when killed), or nil on timeout.
     func waitForExit(timeout: Duration = .seconds(60)) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            var status: Int32 = 0
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid {
-                let exited = status & 0x7f == 0
-                return exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            }
-            if result == -1 { return -1 }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return nil
+        await CTAIntegrationTests.waitForExit(pid: pid, timeout: timeout)
     }
 
     /// Stops the agent for good at the end of a test (SIGKILL if it does not stop on SIGTERM).
     func terminate() async {
-        signal(SIGTERM)
-        if await waitForExit(timeout: .seconds(30)) == nil {
-            signal(SIGKILL)
-            _ = await waitForExit(timeout: .seconds(10))
-        }
+        await CTAIntegrationTests.terminate(pid: pid)
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+}
+
+/// Waits for a child process to exit and returns its status (128 + signal when killed), or nil on timeout.
+func waitForExit(pid: pid_t, timeout: Duration = .seconds(60)) async -> Int32? {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        if result == pid {
+            let exited = status & 0x7f == 0
+            return exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        }
+        if result == -1 { return -1 }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return nil
+}
+
+/// Stops a child process for good: SIGTERM, then SIGKILL if it has not exited after 30 s.
+func terminate(pid: pid_t) async {
+    kill(pid, SIGTERM)
+    if await waitForExit(pid: pid, timeout: .seconds(30)) == nil {
+        kill(pid, SIGKILL)
+        _ = await waitForExit(pid: pid, timeout: .seconds(10))
+    }
 }
 
 /// posix_spawn with stdout and stderr appended to `output`.

@@ -186,7 +186,7 @@ extension CoordinatorProcessSuites {
                 ]
                 for machine in scene.machines { arguments += ["--wait-for", machine.rawValue] }
                 let pid = try spawn(arguments, environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, output: output)
-                let status = await AgentProcess(machine: MachineName(unchecked: "run"), directory: "", pid: pid).waitForExit(timeout: .seconds(180))
+                let status = await waitForExit(pid: pid, timeout: .seconds(180))
                 let printed = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
                 #expect(status == 0, "cta-coordinator run exited \(status.map(String.init) ?? "-")\n\(printed)\n\(scene.diagnostics())")
                 let execution = try #require(try await scene.store.executions(in: .finished, limit: 10).first)
@@ -219,7 +219,7 @@ extension CoordinatorProcessSuites {
                 let pid = try spawn(
                     [try CoordinatorProcess.binary(), "apply", file, "--mongo-uri", scene.mongoURI, "--database", scene.databaseName],
                     environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, output: output)
-                let status = await AgentProcess(machine: MachineName(unchecked: "apply"), directory: "", pid: pid).waitForExit()
+                let status = await waitForExit(pid: pid)
                 let printed = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
                 #expect(status == 65, "\(printed)")
                 #expect(printed.contains("bad.yaml:5:"), "\(printed)")
@@ -247,7 +247,7 @@ extension CoordinatorProcessSuites {
                         try CoordinatorProcess.binary(), "cancel", created.executionID.description, "--reason", "not needed",
                         "--amqp-url", scene.brokerURL, "--mongo-uri", scene.mongoURI, "--database", scene.databaseName,
                     ], environment: ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }, output: output)
-                let status = await AgentProcess(machine: MachineName(unchecked: "cancel"), directory: "", pid: pid).waitForExit()
+                let status = await waitForExit(pid: pid)
                 #expect(status == 0, "\((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")")
                 let execution = try await scene.waitForEnd(created.executionID, timeout: .seconds(60))
                 #expect(execution.phase == .cancelled, "\(execution.phase) \(execution.endReason ?? "")\n\(scene.diagnostics())")

@@ -49,8 +49,7 @@ struct CoordinatorProcess: Sendable {
     func signal(_ signal: Int32) { kill(pid, signal) }
 
     func terminate() async {
-        let process = AgentProcess(machine: MachineName(unchecked: instance), directory: "", pid: pid)
-        await process.terminate()
+        await CTAIntegrationTests.terminate(pid: pid)
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }

@@ -39,7 +39,7 @@ extension CoordinatorProcessSuites {
                 }
                 let first = scene.coordinators[0]
                 first.signal(SIGKILL)
-                _ = await AgentProcess(machine: MachineName(unchecked: "x"), directory: "", pid: first.pid).waitForExit()
+                _ = await waitForExit(pid: first.pid)
                 // The agents carry on; their events wait in the broker.
                 try await Task.sleep(for: .seconds(2))
                 try scene.startCoordinator(instance: "e2e-restarted")
@@ -178,7 +178,7 @@ extension CoordinatorProcessSuites {
                 // catch-up window, finds this minute's firing already claimed, and does not fire it again.
                 let victim = try #require(scene.coordinators.first { $0.instance == leader })
                 victim.signal(SIGKILL)
-                _ = await AgentProcess(machine: MachineName(unchecked: "x"), directory: "", pid: victim.pid).waitForExit()
+                _ = await waitForExit(pid: victim.pid)
                 let survivor = try #require(scene.coordinators.first { $0.instance != leader })
                 try await scene.waitFor("the survivor to take the lease", timeout: .seconds(30)) {
                     try await leases.findOne(["_id": "scheduler"])?["holder"]?.stringValue == survivor.instance

@@ -238,7 +238,7 @@ private final class ConsumerBenchRun: Sendable {
         do {
             let start = try await waitForConsumer(on: Topology.resultsQueue)
             let end = try await waitForStored(results, lastID: first.lastID, count: count)
-            let backlogRate = Double(count) / (end - start).seconds
+            let backlogRate = Double(count) / (end - start).timeInterval
             let batches = try await results.aggregate([["$group": ["_id": "$receivedAt"]], ["$count": "n"]])
             let meanBatch = Double(count) / Double(max(1, batches.first?["n"]?.intValue ?? 1))
             guard let stored = try await results.findOne() else { throw ValidationError("no stored result to copy") }
@@ -249,8 +249,8 @@ private final class ConsumerBenchRun: Sendable {
             let published = ContinuousClock.now
             let liveEnd = try await waitForStored(results, lastID: second.lastID, count: 2 * count)
             let round = CoordinatorRound(
-                backlogRate: backlogRate, liveRate: Double(count) / (liveEnd - liveStart).seconds,
-                livePublishRate: Double(count) / (published - liveStart).seconds, meanBatch: meanBatch,
+                backlogRate: backlogRate, liveRate: Double(count) / (liveEnd - liveStart).timeInterval,
+                livePublishRate: Double(count) / (published - liveStart).timeInterval, meanBatch: meanBatch,
                 envelopeBytes: first.messages[0].body.count, template: stored.bsonBytes)
             await running.stop()
             try await drop(databaseName)
@@ -580,12 +580,5 @@ private final class ResultEvents: Sendable {
             lastID = envelope.id.description
         }
         return (messages, lastID)
-    }
-}
-
-extension Duration {
-    /// The duration in seconds.
-    fileprivate var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

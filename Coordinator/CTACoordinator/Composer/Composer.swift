@@ -27,7 +27,7 @@ extension Coordinator {
             let claimed: ExecutionRecord?
             do {
                 claimed = try await store.claimPendingExecution(
-                    holder: settings.instance, now: now, until: now.addingTimeInterval(settings.claimDuration.seconds))
+                    holder: settings.instance, now: now, until: now.addingTimeInterval(settings.claimDuration.timeInterval))
             } catch {
                 logger.warning("cannot claim pending executions", metadata: ["cta.error": "\(error)"])
                 return
@@ -67,7 +67,7 @@ extension Coordinator {
                     let explanation = matcher.explanation(machines, configuration: record.configuration)
                     try await store.deferExecution(
                         execution, holder: holder, explanation: explanation,
-                        retryAt: now.addingTimeInterval(settings.retryInterval.seconds))
+                        retryAt: now.addingTimeInterval(settings.retryInterval.timeInterval))
                     return
                 }
                 guard try await store.savePlan(made, execution: execution, holder: holder) else { return }
@@ -87,7 +87,7 @@ extension Coordinator {
             try? await store.deferExecution(
                 execution, holder: holder,
                 explanation: PendingExplanation(summary: "dispatch failed: \(error)", candidates: [], checkedAt: now),
-                retryAt: now.addingTimeInterval(settings.retryInterval.seconds))
+                retryAt: now.addingTimeInterval(settings.retryInterval.timeInterval))
         }
     }
 
@@ -134,7 +134,9 @@ extension Coordinator {
         }
         switch record.runMode {
         case .mono, .stress:
-            try await declareMachineQueues(plan.machines)
+            try await declareOnce(
+                queues: plan.machines.map(Topology.machineQueueDeclaration),
+                bindings: plan.machines.flatMap(Topology.machineBindings))
             for (machine, id) in zip(plan.machines, plan.eventIDs) {
                 try add(
                     ExecutionDispatch(execution: context, attempt: plan.attempt, tests: record.tests), id: id,
@@ -142,11 +144,7 @@ extension Coordinator {
             }
         case .group:
             guard let group = plan.group else { return }
-            if declared.withLock({ !$0.contains(Topology.groupQueue(group)) }) {
-                try await connection.declareTopology(
-                    queues: [Topology.groupQueueDeclaration(group)], bindings: [Topology.groupBinding(group)])
-                declared.withLock { _ = $0.insert(Topology.groupQueue(group)) }
-            }
+            try await declareOnce(queues: [Topology.groupQueueDeclaration(group)], bindings: [Topology.groupBinding(group)])
             try add(
                 ExecutionDispatch(execution: context, attempt: plan.attempt, tests: record.tests), id: plan.eventIDs[0],
                 routingKey: Topology.groupRoutingKey(group))
@@ -155,7 +153,9 @@ extension Coordinator {
             try await connection.declareTopology(
                 queues: [Topology.parallelQueueDeclaration(execution: execution)],
                 bindings: [Topology.parallelBinding(execution: execution)])
-            try await declareMachineQueues(plan.machines)
+            try await declareOnce(
+                queues: plan.machines.map(Topology.machineQueueDeclaration),
+                bindings: plan.machines.flatMap(Topology.machineBindings))
             let history = try await store.expectedDurations(record.tests.map(\.id))
             let order = MachineMatcher.longestFirst(record.tests, history: history)
             for (position, index) in order.enumerated() {
@@ -189,20 +189,13 @@ extension Coordinator {
         return machines
     }
 
-    /// Declares the machine queues (and their bindings) this connection has not declared yet. The broker keeps
-    /// them (durable), and the connection declares what it has seen again after a reconnect.
-    func declareMachineQueues(_ machines: [MachineName]) async throws {
-        let missing = declared.withLock { set in machines.filter { !set.contains(Topology.machineQueue($0)) } }
+    /// Declares the queues (and their bindings) this connection has not declared yet. The broker keeps them
+    /// (durable), and the connection declares what it has seen again after a reconnect.
+    func declareOnce(queues: [Topology.Queue], bindings: [Topology.Binding]) async throws {
+        let missing = declared.withLock { set in queues.filter { !set.contains($0.name) } }
         guard !missing.isEmpty else { return }
-        try await connection.declareTopology(
-            queues: missing.map(Topology.machineQueueDeclaration), bindings: missing.flatMap(Topology.machineBindings))
-        declared.withLock { set in for machine in missing { set.insert(Topology.machineQueue(machine)) } }
-    }
-}
-
-extension Duration {
-    /// The duration in seconds, as a `TimeInterval`.
-    var seconds: TimeInterval {
-        TimeInterval(components.seconds) + TimeInterval(components.attoseconds) / 1e18
+        let names = Set(missing.map(\.name))
+        try await connection.declareTopology(queues: missing, bindings: bindings.filter { names.contains($0.queue) })
+        declared.withLock { set in set.formUnion(names) }
     }
 }

@@ -219,14 +219,3 @@ struct SequenceHint {
         if epoch == nil { seq = nil }
     }
 }
-
-extension ResultCounts {
-    mutating func add(_ status: TestStatus) {
-        switch status {
-        case .ok: ok += 1
-        case .failed: failed += 1
-        case .partial: partial += 1
-        case .inconclusive: inconclusive += 1
-        }
-    }
-}

@@ -1,3 +1,4 @@
+import CTACore
 public import CTAMongo
 public import Foundation
 
@@ -140,12 +141,4 @@ public struct LeaseDocument: Codable, Hashable, Sendable {
     public var heldSince: Date
     /// When the lease was last acquired, renewed or released.
     public var renewedAt: Date
-}
-
-extension Duration {
-    /// The duration in seconds, as `Date` arithmetic wants it.
-    fileprivate var timeInterval: TimeInterval {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
 }

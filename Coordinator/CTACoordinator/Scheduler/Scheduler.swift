@@ -89,7 +89,7 @@ struct SchedulerCursor {
     }
 
     mutating func reset(now: Date) {
-        since = now.addingTimeInterval(-catchUp.seconds)
+        since = now.addingTimeInterval(-catchUp.timeInterval)
     }
 
     mutating func advance(to now: Date) {

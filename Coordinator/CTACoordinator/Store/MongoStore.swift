@@ -181,7 +181,6 @@ public struct MongoStore: Store {
 
     public func scheduledScenarios() async throws -> [ScenarioDefinition] {
         try await scenarios.find(["definition.schedule": ["$ne": .null]]).map(\.definition)
-            .filter { $0.schedule != nil }
     }
 
     public func expectedDurations(_ ids: [TestID]) async throws -> [TestID: Int64] {
@@ -510,6 +509,12 @@ public struct MongoStore: Store {
 
     public func markPartComplete(_ id: String) async throws {
         _ = try await partsCollection.updateOne(["_id": .string(id)], .set(["complete": true]))
+    }
+
+    public func openParts(on machines: [MachineName]) async throws -> [PartRecord] {
+        guard !machines.isEmpty else { return [] }
+        return try await findDecodable(
+            partsCollection, ["finalState": .null, "machine": ["$in": .array(machines.map { .string($0.rawValue) })]])
     }
 
     public func executionsAwaitingCompletion() async throws -> [ExecutionID] {

@@ -76,6 +76,8 @@ public protocol Store: Sendable {
     func resultIndexCount(_ execution: ExecutionID) async throws -> Int
     func parts(_ execution: ExecutionID) async throws -> [PartRecord]
     func markPartComplete(_ id: String) async throws
+    /// Parts of these machines that have not reported their final state.
+    func openParts(on machines: [MachineName]) async throws -> [PartRecord]
     /// Executions with a machine part that reported its final state but is not complete yet.
     func executionsAwaitingCompletion() async throws -> [ExecutionID]
     func results(_ execution: ExecutionID) async throws -> [ResultRecord]

@@ -35,7 +35,7 @@ extension Coordinator {
 
     /// How long a claim lasts beyond `start`: one attempt's time limit plus the composer's claim margin.
     func webhookClaim(from start: Date) -> Date {
-        start.addingTimeInterval(settings.webhooks.attemptTimeout.seconds + settings.claimDuration.seconds)
+        start.addingTimeInterval(settings.webhooks.attemptTimeout.timeInterval + settings.claimDuration.timeInterval)
     }
 
     /// Takes over due pending deliveries that nobody holds (their coordinator stopped or died) and queues them.
@@ -91,7 +91,7 @@ extension Coordinator {
                 // An attempt cut short by shutdown is not counted: another coordinator makes it again.
                 try Task.checkCancellation()
                 let record = WebhookAttempt(
-                    number: number, at: started, durationMs: Int64(elapsed.seconds * 1000), outcome: outcome,
+                    number: number, at: started, durationMs: Int64(elapsed.timeInterval * 1000), outcome: outcome,
                     by: settings.instance)
                 let decision = policy.decision(after: number, outcome: outcome, now: Date(), using: &generator)
                 var holdUntil = Date()

@@ -1,3 +1,4 @@
+import CTACore
 public import Foundation
 
 /// How webhook deliveries are attempted: how often, how far apart, and how long each attempt may take.
@@ -32,13 +33,13 @@ public struct WebhookPolicy: Sendable, Hashable {
     /// at most `maximumDelay`.
     public func nominalDelay(after attempt: Int) -> Duration {
         let doublings = min(max(0, attempt - 1), 40)
-        let seconds = initialDelay.seconds * pow(2, Double(doublings))
-        return seconds >= maximumDelay.seconds ? maximumDelay : .nanoseconds(Int64(seconds * 1e9))
+        let seconds = initialDelay.timeInterval * pow(2, Double(doublings))
+        return seconds >= maximumDelay.timeInterval ? maximumDelay : .nanoseconds(Int64(seconds * 1e9))
     }
 
     /// The wait after failed attempt `attempt`, with jitter drawn from `generator`.
     public func delay(after attempt: Int, using generator: inout some RandomNumberGenerator) -> Duration {
-        let nominal = nominalDelay(after: attempt).seconds
+        let nominal = nominalDelay(after: attempt).timeInterval
         let factor = jitter > 0 ? Double.random(in: (1 - jitter)...(1 + jitter), using: &generator) : 1
         return .nanoseconds(Int64(nominal * factor * 1e9))
     }
@@ -54,7 +55,7 @@ public struct WebhookPolicy: Sendable, Hashable {
             return .failed
         case .status, .error:
             guard attempt < maxAttempts else { return .failed }
-            return .retry(at: now.addingTimeInterval(delay(after: attempt, using: &generator).seconds))
+            return .retry(at: now.addingTimeInterval(delay(after: attempt, using: &generator).timeInterval))
         }
     }
 }
