@@ -45,6 +45,12 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(
+            name: "CTADefinitions",
+            dependencies: ["CTACore", "CTAYAML"],
+            path: "Common/CTADefinitions",
+            swiftSettings: upcoming
+        ),
+        .target(
             name: "CTABroker",
             dependencies: [
                 "CRabbitMQ",
@@ -123,6 +129,7 @@ let package = Package(
             dependencies: [
                 "CTACore",
                 "CTABroker",
+                "CTADefinitions",
                 "CTAMessaging",
                 "CTAMongo",
                 "CTAYAML",
@@ -140,6 +147,7 @@ let package = Package(
                 "CTACoordinator",
                 "CTABroker",
                 "CTACore",
+                "CTADefinitions",
                 "CTAMongo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -162,6 +170,7 @@ let package = Package(
                 "CTABroker",
                 "CTACoordinator",
                 "CTACore",
+                "CTADefinitions",
                 "CTAMessaging",
                 "CTAMongo",
                 "CBaseline",
@@ -180,13 +189,14 @@ let package = Package(
         .testTarget(name: "CTAAgentTests", dependencies: ["CTAAgent"], path: "Tests/CTAAgentTests", swiftSettings: upcoming),
         .testTarget(name: "CTAMongoTests", dependencies: ["CTAMongo"], path: "Tests/CTAMongoTests", swiftSettings: upcoming),
         .testTarget(
-            name: "CTACoordinatorTests", dependencies: ["CTACoordinator", "CTACore"], path: "Tests/CTACoordinatorTests",
+            name: "CTACoordinatorTests", dependencies: ["CTACoordinator", "CTACore", "CTADefinitions"], path: "Tests/CTACoordinatorTests",
             swiftSettings: upcoming
         ),
         .testTarget(
             name: "CTAIntegrationTests",
             dependencies: [
-                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", .product(name: "Logging", package: "swift-log"),
+                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -1,6 +1,7 @@
 import CTACore
 import Foundation
 import Logging
+public import CTADefinitions
 
 // What follows the end of an execution: the scenario's webhooks are recorded and queued for delivery
 // (WebhookDeliverer.swift sends them), and its chained scenarios are requested.

@@ -4,6 +4,7 @@ import CTAMessaging
 import Foundation
 public import Logging
 import Synchronization
+import CTADefinitions
 
 /// One coordinator instance: the consumer of agent events, the composer that dispatches pending executions, and
 /// the timekeeper. Several instances may run against the same broker and database; every write is idempotent

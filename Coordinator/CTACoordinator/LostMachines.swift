@@ -3,6 +3,7 @@ import CTACore
 import CTAMessaging
 import Foundation
 import Logging
+import CTADefinitions
 
 // Machines lost mid-run: an agent whose heartbeats stopped (three intervals) while it held part of a running
 // execution. Its part is closed by one coordinator; the tests it never reported are re-queued once where the run

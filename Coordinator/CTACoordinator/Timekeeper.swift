@@ -2,6 +2,7 @@ import CTABroker
 public import CTACore
 import Foundation
 import Logging
+import CTADefinitions
 
 // The timekeeper: deadlines of pending and running executions, cancellation, and a sweep that finishes
 // completions whose last event was handled by another coordinator (or whose check failed).

@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import UnixSignals
+import CTADefinitions
 
 @main
 struct CoordinatorCommand: AsyncParsableCommand {

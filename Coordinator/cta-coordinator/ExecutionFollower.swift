@@ -1,6 +1,7 @@
 import CTACoordinator
 import CTACore
 import Foundation
+import CTADefinitions
 
 /// Follows one execution in the store and prints it for a person: where it went, each result as it is stored,
 /// and a summary when it ends.

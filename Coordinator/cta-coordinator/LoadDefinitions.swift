@@ -1,6 +1,7 @@
 import ArgumentParser
 import CTACoordinator
 import Foundation
+import CTADefinitions
 
 /// Reads definition files; on problems prints every one of them (`file:line: key: message`) and exits 65.
 func loadDefinitions(_ path: String) throws -> DefinitionSet {

@@ -1,5 +1,6 @@
 import CTACoordinator
 import Testing
+import CTADefinitions
 
 @Suite("Definition loader: every problem names its file, line and key")
 struct DefinitionErrorTests {

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import CTACoordinator
+import CTADefinitions
 
 @Suite("Definition loader: every field read")
 struct DefinitionLoaderTests {

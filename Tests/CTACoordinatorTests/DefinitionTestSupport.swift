@@ -1,6 +1,7 @@
 import CTACoordinator
 import Foundation
 import Testing
+import CTADefinitions
 
 /// Files of this repository, found from this source file.
 enum RepositoryFile {

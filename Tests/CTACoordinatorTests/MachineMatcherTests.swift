@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import CTACoordinator
+import CTADefinitions
 
 @Suite("Machine matching, explanations and ordering")
 struct MachineMatcherTests {

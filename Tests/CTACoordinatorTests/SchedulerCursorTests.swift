@@ -4,6 +4,7 @@ import Logging
 import Testing
 
 @testable import CTACoordinator
+import CTADefinitions
 
 @Suite("Which firings are due")
 struct SchedulerCursorTests {

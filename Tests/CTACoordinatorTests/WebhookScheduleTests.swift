@@ -2,6 +2,7 @@ import CTACoordinator
 import CTACore
 import Foundation
 import Testing
+import CTADefinitions
 
 /// A seeded generator (SplitMix64), so that jittered delays are reproducible.
 struct SeededGenerator: RandomNumberGenerator {

@@ -3,6 +3,7 @@ import CTACore
 import Foundation
 import Synchronization
 import Testing
+import CTADefinitions
 
 /// A real `cta-agent` process, started from the binary the package builds, with a configuration file, state and
 /// work directories of its own.

@@ -2,6 +2,7 @@ import CTABroker
 import CTACore
 import Foundation
 import Testing
+import CTADefinitions
 
 /// Drives real `cta-agent` processes over the real broker. The test plays the coordinator: it declares the
 /// coordinator's queues, publishes dispatches, cancels and drains, and reads everything the agents emit.

@@ -2,6 +2,7 @@ import CTABroker
 import CTACore
 import Foundation
 import Testing
+import CTADefinitions
 
 extension Topology.ArgumentValue {
     var amqp: AMQPValue {

@@ -7,6 +7,7 @@ import Synchronization
 import Testing
 
 @testable import CTACoordinator
+import CTADefinitions
 
 /// What follows the end of an execution, against the real database and a local HTTP receiver: a coordinator is
 /// built but never connected to a broker; executions are ended through `Coordinator.end`, and its delivery loop

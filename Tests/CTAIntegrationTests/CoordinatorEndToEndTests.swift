@@ -4,6 +4,7 @@ import CTACore
 import CTAMongo
 import Foundation
 import Testing
+import CTADefinitions
 
 extension CoordinatorProcessSuites {
     /// Real coordinator processes, real agents, RabbitMQ and the MongoDB-wire server: the test only defines

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
+import CTADefinitions
 
 /// The broker virtual host the end-to-end tests run in: real coordinators consume its coordinator queues.
 enum EndToEndBroker {

@@ -3,6 +3,7 @@ import CTACore
 import CTAMongo
 import Foundation
 import Testing
+import CTADefinitions
 
 extension CoordinatorProcessSuites {
     /// Coordinators killed, doubled, and their database restarted, while real agents run real tests.

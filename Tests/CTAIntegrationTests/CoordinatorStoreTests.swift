@@ -3,6 +3,7 @@ import CTACore
 import CTAMongo
 import Foundation
 import Testing
+import CTADefinitions
 
 /// The coordinator's store against the real MongoDB-wire server: idempotent event writes, sequence accounting,
 /// and reads that survive a document that does not decode.

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
+import CTADefinitions
 
 /// A wall clock that moves only when told to, so lease expiry is decided by the test and not by timing.
 private final class ManualClock: Sendable {

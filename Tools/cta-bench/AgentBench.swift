@@ -3,6 +3,7 @@ import CBaseline
 import CTABroker
 import CTACore
 import Foundation
+import CTADefinitions
 
 /// `cta-bench agent`: a real `cta-agent` process against the real broker. Reports its idle memory and CPU, the
 /// rate at which it emits the results of a suite of 10,000 trivial test cases (a JUnit report written by one

@@ -8,6 +8,7 @@ import CTAMongo
 import Foundation
 import Logging
 import Synchronization
+import CTADefinitions
 
 /// `cta-bench consumer`: an in-process coordinator against the real broker and database.
 ///

@@ -4,6 +4,7 @@ import CTAMessaging
 import Synchronization
 import Foundation
 import Logging
+import CTADefinitions
 
 // The composer: claims pending executions, finds the machines that match, and publishes the work per run mode.
 

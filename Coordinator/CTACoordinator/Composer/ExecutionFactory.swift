@@ -1,5 +1,6 @@
 public import CTACore
 public import Foundation
+import CTADefinitions
 
 /// Why an execution could not be created from a scenario.
 public struct ExecutionRequestError: Error, CustomStringConvertible {

@@ -1,5 +1,6 @@
 public import CTACore
 public import Foundation
+public import CTADefinitions
 
 /// Which machines a selector accepts, and for those it does not, what they lack. Pure logic: the composer feeds it
 /// the machines as stored.

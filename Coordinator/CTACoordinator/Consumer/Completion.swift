@@ -2,6 +2,7 @@ import CTABroker
 import CTACore
 import Foundation
 import Logging
+import CTADefinitions
 
 // Proving executions complete: a machine's part is complete when every event of its agent's sequence between its
 // `acked` and its final state is stored and its stored results match the counts it reported; an execution ends

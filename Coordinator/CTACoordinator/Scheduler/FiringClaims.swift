@@ -1,6 +1,7 @@
 public import CTACore
 public import CTAMongo
 public import Foundation
+import CTADefinitions
 
 /// A scheduled firing of a scenario, claimed by the coordinator that starts it.
 public struct FiringClaim: Codable, Hashable, Sendable {

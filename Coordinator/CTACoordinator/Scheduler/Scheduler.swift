@@ -2,6 +2,7 @@ import CTACore
 import CTAMongo
 import Foundation
 import Logging
+import CTADefinitions
 
 // The scheduler: the coordinator holding the `scheduler` lease fires fixed-time and cron scenarios. Each firing
 // (scenario + planned time) is claimed in the database before its execution is created, so it happens once even

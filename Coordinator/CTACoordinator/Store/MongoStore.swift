@@ -2,6 +2,7 @@ public import CTACore
 public import CTAMongo
 public import Foundation
 public import Logging
+public import CTADefinitions
 
 /// The coordinator's store on MongoDB.
 ///

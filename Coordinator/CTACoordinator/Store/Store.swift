@@ -1,5 +1,6 @@
 public import CTACore
 public import Foundation
+public import CTADefinitions
 
 /// Everything the coordinator keeps. ``MongoStore`` is the production implementation; every write that comes
 /// from an event is idempotent (keyed by the event id), so a redelivered or replayed event changes nothing.

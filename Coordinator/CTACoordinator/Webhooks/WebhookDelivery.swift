@@ -1,5 +1,6 @@
 public import CTACore
 public import Foundation
+public import CTADefinitions
 
 /// Where a webhook delivery stands.
 public enum WebhookDeliveryState: String, Codable, Hashable, Sendable, CaseIterable {
