@@ -62,6 +62,8 @@ public final class Coordinator: Sendable {
     let settings: Settings
     let logger: Logger
     let wake = Wakeup()
+    /// Executions requested in this process, handed to the composer with their records (``compose(handed:)``).
+    let handed = Mutex<[ExecutionRecord]>([])
     /// Queues this coordinator's connection declared (machine and group queues), so a dispatch declares each once.
     let declared = Mutex<Set<String>>([])
     /// The composer's last read of the machines.

@@ -77,4 +77,47 @@ struct CoordinatorStoreTests {
             #expect(machines.map(\._id) == [Self.machine.rawValue])
         }
     }
+
+    @Test("an execution handed to the composer is claimed and planned in one write, once, and never over a saved plan")
+    func claimWithPlan() async throws {
+        try await withMongoDatabase("cta-store") { _, database in
+            let store = MongoStore(database: database)
+            try await store.prepare()
+            let now = Date()
+            func pending() -> ExecutionRecord {
+                ExecutionRecord(
+                    id: ExecutionID(), scenario: ScenarioReference(id: ScenarioID(unchecked: "s"), name: "S"),
+                    suite: SuiteReference(id: SuiteID(unchecked: "suite"), name: "Suite"),
+                    configuration: ConfigurationID(unchecked: "c"), selector: MachineSelector(), runMode: .mono, env: [:],
+                    requestedBy: "test", tests: [], createdAt: now, pendingDeadline: now.addingTimeInterval(60),
+                    runningTimeoutMs: 60_000)
+            }
+            let plan = DispatchPlan(machines: [Self.machine], eventIDs: [EventID()])
+            let until = now.addingTimeInterval(30)
+            let fresh = pending()
+            try await store.createExecution(fresh)
+            #expect(try await store.claimWithPlan(plan, execution: fresh.executionID, holder: "a", now: now, until: until))
+            // A second composer (or the same one again) finds it claimed.
+            #expect(try await !store.claimWithPlan(plan, execution: fresh.executionID, holder: "b", now: now, until: until))
+            let stored = try #require(try await store.execution(fresh.executionID))
+            #expect(stored.claimedBy == "a")
+            #expect(stored.dispatch == plan)
+
+            // Claimed by the usual path first: the handed path stays out.
+            let polled = pending()
+            try await store.createExecution(polled)
+            let claimed = try await store.claimPendingExecution(holder: "b", now: now, until: until)
+            #expect(claimed?.executionID == polled.executionID)
+            #expect(try await !store.claimWithPlan(plan, execution: polled.executionID, holder: "a", now: now, until: until))
+
+            // A plan saved by a composer whose claim expired must be published as saved, not replaced.
+            let planned = pending()
+            try await store.createExecution(planned)
+            #expect(try await store.claimWithPlan(plan, execution: planned.executionID, holder: "a", now: now, until: now))
+            let later = now.addingTimeInterval(1)
+            let other = DispatchPlan(machines: [MachineName(unchecked: "other")], eventIDs: [EventID()])
+            #expect(try await !store.claimWithPlan(other, execution: planned.executionID, holder: "b", now: later, until: until))
+            #expect(try await store.execution(planned.executionID)?.dispatch == plan)
+        }
+    }
 }

@@ -405,7 +405,7 @@ extension ConsumerBenchRun {
                 + latencyFigures(
                     "trigger_to_running_woken", woken,
                     note: """
-                        As trigger_to_running, but Coordinator.wakeComposer() is called as soon as requestExecution \
+                        As trigger_to_running, but the request is handed to the composer (Coordinator.wakeComposer(with:)) as soon as requestExecution \
                         returns, as a request made inside the coordinator's process would. Target: p99 under 50 ms.
                         """)
         } catch {
@@ -423,7 +423,7 @@ extension ConsumerBenchRun {
         let start = Date()
         let record = try await store.requestExecution(of: scenario, requestedBy: "cta-bench")
         let requested = Date()
-        if wake { coordinator.wakeComposer() }
+        if wake { coordinator.wakeComposer(with: record) }
         let execution = record.executionID
         let stored = try await watcher.wait(for: record._id, timeout: .seconds(30))
         try await agent.finish(execution)

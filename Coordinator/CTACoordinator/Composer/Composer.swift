@@ -14,10 +14,44 @@ extension Coordinator {
         wake.signal()
     }
 
+    /// Hands an execution just requested in this process to the composer: it is matched from `record` and
+    /// claimed and planned in one write, without first being looked for in the store. Whatever goes wrong on that
+    /// path (another composer took it, no machine matches) leaves it to the usual claim.
+    public func wakeComposer(with record: ExecutionRecord) {
+        handed.withLock { $0.append(record) }
+        wake.signal()
+    }
+
     func composeLoop() async {
         while !Task.isCancelled {
+            for record in handed.withLock({ list in defer { list.removeAll() }; return list }) {
+                await compose(handed: record)
+            }
             await composeDue()
             await wake.wait(upTo: settings.composerInterval)
+        }
+    }
+
+    /// The fast path for an execution requested in this process.
+    func compose(handed record: ExecutionRecord) async {
+        guard record.phase == .pending, record.dispatch == nil, record.cancelRequested == nil else { return }
+        let now = Date()
+        let holder = settings.instance
+        do {
+            guard now < record.pendingDeadline, record.nextAttemptAt.map({ $0 <= now }) ?? true else { return }
+            let machines = try await recentMachines(now: now)
+            let matching = MachineMatcher(selector: record.selector, now: now).matching(machines)
+            guard let plan = try await makePlan(record, matching: matching),
+                try await store.claimWithPlan(
+                    plan, execution: record.executionID, holder: holder, now: now,
+                    until: now.addingTimeInterval(settings.claimDuration.timeInterval))
+            else { return }
+            var claimed = record
+            claimed.dispatch = plan
+            await dispatch(claimed, plan: plan)
+        } catch {
+            logger.notice(
+                "handed execution left to the next look", metadata: ["cta.execution": "\(record.executionID)", "cta.error": "\(error)"])
         }
     }
 
@@ -44,6 +78,7 @@ extension Coordinator {
         let execution = record.executionID
         let now = Date()
         let holder = settings.instance
+        let plan: DispatchPlan
         do {
             if let reason = record.cancelRequested {
                 _ = try await end(record, phase: .cancelled, reason: reason, counts: ResultCounts())
@@ -56,7 +91,6 @@ extension Coordinator {
                 logger.info("execution timed out pending", metadata: ["cta.execution": "\(execution)"])
                 return
             }
-            let plan: DispatchPlan
             if let saved = record.dispatch {
                 // A composer died between saving the plan and marking it published: publish the same messages again.
                 plan = saved
@@ -74,6 +108,23 @@ extension Coordinator {
                 guard try await store.savePlan(made, execution: execution, holder: holder) else { return }
                 plan = made
             }
+        } catch {
+            logger.warning("dispatch failed; retrying", metadata: ["cta.execution": "\(execution)", "cta.error": "\(error)"])
+            try? await store.deferExecution(
+                execution, holder: holder,
+                explanation: PendingExplanation(summary: "dispatch failed: \(error)", candidates: [], checkedAt: now),
+                retryAt: now.addingTimeInterval(settings.retryInterval.timeInterval))
+            return
+        }
+        await dispatch(record, plan: plan)
+    }
+
+    /// Publishes a claimed execution's saved plan and marks it dispatched; on failure the claim is released and
+    /// the execution looked at again after the retry interval (its plan, saved, is published as it is).
+    private func dispatch(_ record: ExecutionRecord, plan: DispatchPlan) async {
+        let execution = record.executionID
+        let holder = settings.instance
+        do {
             try await publishPlan(plan, record: record)
             try await store.markDispatched(execution, holder: holder, at: Date())
             logger.info(
@@ -85,6 +136,7 @@ extension Coordinator {
                 ])
         } catch {
             logger.warning("dispatch failed; retrying", metadata: ["cta.execution": "\(execution)", "cta.error": "\(error)"])
+            let now = Date()
             try? await store.deferExecution(
                 execution, holder: holder,
                 explanation: PendingExplanation(summary: "dispatch failed: \(error)", candidates: [], checkedAt: now),

@@ -16,10 +16,14 @@ extension Coordinator {
         }
     }
 
-    /// `execution.state`, one at a time (each may end a machine's part, or an execution).
+    /// `execution.state`, each handled as soon as it arrives, concurrently with the states before it (at most the
+    /// prefetch in flight): a machine's `running` follows its `acked` by a fraction of a millisecond and is not
+    /// held behind the writes `acked` makes. Handling is order-independent, as it must be anyway with several
+    /// coordinators consuming the same queue: each part field is set by the state that owns it and a part's state
+    /// only moves forward.
     func consumeStates() async {
         let queue = Topology.statesQueue
-        await consume(queue: queue, prefetch: 100, batch: 100) { batch in
+        await consume(queue: queue, prefetch: 100, batch: 100, concurrently: true) { batch in
             for delivery in batch { await self.writeState(delivery, queue: queue) }
         }
     }
@@ -31,10 +35,12 @@ extension Coordinator {
         }
     }
 
-    /// Consumes `queue` until cancelled, handing out whatever arrived while the previous batch was handled. The
-    /// consumer is re-opened if the broker cancels it.
+    /// Consumes `queue` until cancelled, handing out whatever arrived while the previous batch was handled (or,
+    /// `concurrently`, each delivery as it arrives, without waiting for those before it). The consumer is
+    /// re-opened if the broker cancels it. Whatever was handed out is finished before this returns.
     private func consume(
-        queue: String, prefetch: UInt16, batch limit: Int, handle: @escaping @Sendable ([AMQPDelivery]) async -> Void
+        queue: String, prefetch: UInt16, batch limit: Int, concurrently: Bool = false,
+        handle: @escaping @Sendable ([AMQPDelivery]) async -> Void
     ) async {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
         while !Task.isCancelled {
@@ -56,10 +62,18 @@ extension Coordinator {
                 batcher.finish()
             }
             await withTaskCancellationHandler {
-                while let batch = await batcher.next(limit: limit) {
-                    // Once started, a batch is finished even if the coordinator is stopping: it is acked or released.
-                    await Task { await handle(batch) }.value
-                    if Task.isCancelled { break }
+                await withTaskGroup(of: Void.self) { group in
+                    while let batch = await batcher.next(limit: limit) {
+                        // Once started, a batch is finished even if the coordinator is stopping: it is acked or
+                        // released. The unstructured task keeps the stop from cancelling it half-way.
+                        if concurrently {
+                            for delivery in batch { group.addTask { await Task { await handle([delivery]) }.value } }
+                        } else {
+                            await Task { await handle(batch) }.value
+                        }
+                        if Task.isCancelled { break }
+                    }
+                    await group.waitForAll()
                 }
             } onCancel: {
                 batcher.finish()

@@ -66,7 +66,7 @@ extension Coordinator {
                             "cta.scenario": "\(scenario.id)", "cta.planned": "\(Timestamp(planned).rfc3339)",
                             "cta.execution": "\(record.executionID)",
                         ])
-                    wakeComposer()
+                    wakeComposer(with: record)
                 } catch {
                     failed = true
                     logger.error(

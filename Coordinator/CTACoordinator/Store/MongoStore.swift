@@ -303,6 +303,19 @@ public struct MongoStore: Store {
             sort: .ascending("nextAttemptAt"), returning: .after)
     }
 
+    public func claimWithPlan(_ plan: DispatchPlan, execution: ExecutionID, holder: String, now: Date, until: Date)
+        async throws -> Bool
+    {
+        let encoded = try BSONEncoder().encode(plan)
+        let result = try await executionsCollection.updateOne(
+            [
+                "_id": .string(execution.description), "phase": "pending", "dispatchedAt": .null, "dispatch": .null,
+                "nextAttemptAt": ["$lte": .date(now)], "claimedUntil": ["$not": ["$gte": .date(now)]],
+            ],
+            .set(["claimedBy": .string(holder), "claimedUntil": .date(until), "dispatch": .document(encoded)]))
+        return result.matchedCount == 1
+    }
+
     public func savePlan(_ plan: DispatchPlan, execution: ExecutionID, holder: String) async throws -> Bool {
         let encoded = try BSONEncoder().encode(plan)
         let result = try await executionsCollection.updateOne(

@@ -40,6 +40,11 @@ public protocol Store: Sendable {
     func executions(in phase: ExecutionPhase, limit: Int) async throws -> [ExecutionRecord]
     /// Claims the pending, undispatched execution that waited longest and is due, for `holder` until `until`.
     func claimPendingExecution(holder: String, now: Date, until: Date) async throws -> ExecutionRecord?
+    /// Claims a pending execution that has no plan yet and saves `plan` in the same write, for `holder` until
+    /// `until`: an execution requested in this process is dispatched without first being looked for. False when
+    /// another composer holds it, it already has a plan (which must be published as saved), or it is not due.
+    func claimWithPlan(_ plan: DispatchPlan, execution: ExecutionID, holder: String, now: Date, until: Date)
+        async throws -> Bool
     /// Saves the plan of a claimed execution before it is published; false when the claim was lost.
     func savePlan(_ plan: DispatchPlan, execution: ExecutionID, holder: String) async throws -> Bool
     /// Marks a claimed execution dispatched and releases the claim.
