@@ -27,8 +27,10 @@ import Foundation
 /// reported, each once).
 ///
 /// **configuration**: `id` (required), `name`, `description`, `machines` (machine names), `groups` (group names),
-/// `tags` (tag → value a machine must have, `"*"` for any value), `env`. A machine matches when it satisfies every
-/// criterion given; a configuration with none matches every machine.
+/// `tags` (tag → value a machine must have, `"*"` for any value), `env`, `provision: {create, destroy, vmTimeout,
+/// commandTimeout}` (shell commands that create and destroy a VM per execution, the VM timeout, and how long each
+/// command may run, 5m by default). A machine matches when it satisfies every criterion given; a configuration with
+/// none matches every machine. A configuration with `provision` runs each execution on the VM made for it alone.
 ///
 /// **scenario**: `id` (required), `name`, `description`, `suite` and `configuration` (required ids), `runMode`
 /// (required: `mono`, `stress`, `group` or `parallel`), `timeouts: {pending, running}` (durations, 1h each by
@@ -45,7 +47,8 @@ import Foundation
 ///   letters, digits and `_`, not starting with a digit. Booleans are `true`/`false` (also `yes`/`no`, `on`/`off`).
 /// - Identifiers are unique per kind across every file; a suite's tests, a scenario's suite and configuration, and
 ///   chained scenarios must exist; a `group` scenario's configuration must name at least one group (`parallel`,
-///   `stress` and `mono` may select by machines and tags alone).
+///   `stress` and `mono` may select by machines and tags alone); a configuration with `provision` is used by `mono`
+///   scenarios only.
 ///
 /// Every problem is reported, not only the first: unknown keys (with the closest known key), missing keys, values
 /// of the wrong shape or breaking a rule, repeated keys, duplicate identifiers (naming both places) and references
@@ -204,17 +207,23 @@ public enum DefinitionLoader {
                         key: "\(document.subject): \(reference.path)",
                         message: "no \(reference.kind) \(YAMLNode.quoted(reference.id)) is defined\(hint)"))
             }
-            if let group = document.groupMode,
-                let configuration = set.configurations[ConfigurationID(unchecked: group.configuration)],
-                configuration.selector.groups.isEmpty,
-                let place = places[.configuration]?[group.configuration]
+            if let use = document.runModeUse,
+                let configuration = set.configurations[ConfigurationID(unchecked: use.configuration)],
+                let place = places[.configuration]?[use.configuration]
             {
-                errors.append(
-                    DefinitionError(
-                        code: .unknownReference, file: document.file, line: group.line,
-                        key: "\(document.subject): \(group.path)",
-                        message: "run mode group needs a configuration that names groups; configuration "
-                            + "\(YAMLNode.quoted(group.configuration)) (\(place.file):\(place.line)) names none"))
+                let named = "configuration \(YAMLNode.quoted(use.configuration)) (\(place.file):\(place.line))"
+                var problem: String?
+                if use.mode == .group, configuration.selector.groups.isEmpty {
+                    problem = "run mode group needs a configuration that names groups; \(named) names none"
+                } else if use.mode != .mono, configuration.provision != nil {
+                    problem = "run mode \(use.mode.rawValue) cannot use \(named): it provisions one VM per execution, so it runs mono only"
+                }
+                if let problem {
+                    errors.append(
+                        DefinitionError(
+                            code: .unknownReference, file: document.file, line: use.line,
+                            key: "\(document.subject): \(use.path)", message: problem))
+                }
             }
         }
         return set

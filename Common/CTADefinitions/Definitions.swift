@@ -46,16 +46,41 @@ public struct ConfigurationDefinition: Codable, Hashable, Sendable {
     public var selector: MachineSelector
     /// Environment variables every test of the execution gets (the scenario's own `env` wins).
     public var env: [String: String]
+    /// A virtual machine created for each execution instead of a machine chosen among those online.
+    public var provision: ProvisionDefinition?
 
     public init(
         id: ConfigurationID, name: String, description: String? = nil, selector: MachineSelector,
-        env: [String: String] = [:]
+        env: [String: String] = [:], provision: ProvisionDefinition? = nil
     ) {
         self.id = id
         self.name = name
         self.description = description
         self.selector = selector
         self.env = env
+        self.provision = provision
+    }
+}
+
+/// How a configuration gets a machine made for each execution (a VM created on the fly): the coordinator runs
+/// `create`, which must start an agent registering under the name in `CTA_VM_NAME`; the execution is dispatched
+/// to that machine alone; `destroy` runs when the execution ends, or at the latest `vmTimeoutMs` after the VM was
+/// created (the VM timeout: a running execution is cancelled first).
+public struct ProvisionDefinition: Codable, Hashable, Sendable {
+    /// A shell command (`/bin/sh -c`) that creates the VM and returns; exit 0 means created.
+    public var create: String
+    /// A shell command that destroys it; exit 0 means destroyed.
+    public var destroy: String
+    /// The VM timeout: how long after its creation the VM is destroyed, whatever runs on it.
+    public var vmTimeoutMs: Milliseconds
+    /// How long either command may run before it is killed and counted as failed.
+    public var commandTimeoutMs: Milliseconds
+
+    public init(create: String, destroy: String, vmTimeoutMs: Milliseconds, commandTimeoutMs: Milliseconds = Milliseconds(300_000)) {
+        self.create = create
+        self.destroy = destroy
+        self.vmTimeoutMs = vmTimeoutMs
+        self.commandTimeoutMs = commandTimeoutMs
     }
 }
 

@@ -14,7 +14,8 @@ extension DocumentReader {
     static let inputKeys = ["git"]
     static let gitKeys = ["url", "ref", "path", "into"]
     static let suiteKeys = ["kind", "id", "name", "description", "tests"]
-    static let configurationKeys = ["kind", "id", "name", "description", "machines", "groups", "tags", "env"]
+    static let configurationKeys = ["kind", "id", "name", "description", "machines", "groups", "tags", "env", "provision"]
+    static let provisionKeys = ["create", "destroy", "vmTimeout", "commandTimeout"]
     static let scenarioKeys = [
         "kind", "id", "name", "description", "suite", "configuration", "runMode", "timeouts", "env", "schedule",
         "webhooks", "chain",
@@ -189,10 +190,25 @@ extension DocumentReader {
         let groups = fields["groups"].map { names($0, fields.path.appending("groups"), GroupName.self) } ?? []
         let tags = fields["tags"].map { readTags($0, fields.path.appending("tags")) } ?? [:]
         let env = fields["env"].map { environment($0, fields.path.appending("env")) } ?? [:]
+        let provision = fields["provision"].flatMap { readProvision($0, fields.path.appending("provision")) }
         guard let id else { return nil }
         return ConfigurationDefinition(
             id: id, name: name, description: description,
-            selector: MachineSelector(machines: machines, groups: groups, tags: tags), env: env)
+            selector: MachineSelector(machines: machines, groups: groups, tags: tags), env: env, provision: provision)
+    }
+
+    /// `provision`: `create` and `destroy` commands and the `vmTimeout` are required; `commandTimeout` defaults
+    /// to five minutes.
+    private mutating func readProvision(_ node: YAMLNode, _ path: YAMLPath) -> ProvisionDefinition? {
+        guard let fields = fields(node, path, known: Self.provisionKeys, what: "a provision") else { return nil }
+        let create = required(fields, "create").flatMap { text($0, path.appending("create")) }
+        let destroy = required(fields, "destroy").flatMap { text($0, path.appending("destroy")) }
+        let vmTimeout = required(fields, "vmTimeout").flatMap { duration($0, path.appending("vmTimeout")) }
+        let commandTimeout = fields["commandTimeout"].flatMap { duration($0, path.appending("commandTimeout")) }
+        guard let create, let destroy, let vmTimeout else { return nil }
+        return ProvisionDefinition(
+            create: create, destroy: destroy, vmTimeoutMs: vmTimeout,
+            commandTimeoutMs: commandTimeout ?? Milliseconds(300_000))
     }
 
     /// Tags a machine must have: name → value, `"*"` for any value. Names and values follow the agent's rule: names
@@ -242,9 +258,10 @@ extension DocumentReader {
         }
         let runModeNode = required(fields, "runMode")
         let runMode = runModeNode.flatMap { choice($0, path.appending("runMode"), among: RunMode.allCases) }
-        if runMode == .group, let runModeNode, let configuration {
-            groupMode = ReadDocument.GroupMode(
-                configuration: configuration.rawValue, line: runModeNode.line, path: path.appending("runMode"))
+        if let runMode, let runModeNode, let configuration {
+            runModeUse = ReadDocument.RunModeUse(
+                mode: runMode, configuration: configuration.rawValue, line: runModeNode.line,
+                path: path.appending("runMode"))
         }
         var pending = Self.defaultTimeout
         var running = Self.defaultTimeout

@@ -26,8 +26,10 @@ struct ReadDocument {
         var path: YAMLPath
     }
 
-    /// A scenario in group mode: its configuration must name a group.
-    struct GroupMode {
+    /// A scenario's run mode and configuration, checked together: group mode needs a configuration that names
+    /// groups; a configuration that provisions a VM runs mono only.
+    struct RunModeUse {
+        var mode: RunMode
         var configuration: String
         var line: Int
         var path: YAMLPath
@@ -44,7 +46,7 @@ struct ReadDocument {
     /// Nil when the document has errors of its own.
     var definition: Definition?
     var references: [Reference]
-    var groupMode: GroupMode?
+    var runModeUse: RunModeUse?
 }
 
 /// A mapping's values by key, once its keys were checked against the keys it may have.
@@ -81,7 +83,7 @@ struct DocumentReader {
     private var subject = ""
     var documentID: (text: String, line: Int)?
     var references: [ReadDocument.Reference] = []
-    var groupMode: ReadDocument.GroupMode?
+    var runModeUse: ReadDocument.RunModeUse?
 
     init(file: String) { self.file = file }
 
@@ -137,7 +139,7 @@ struct DocumentReader {
         }
         documentID = nil
         references = []
-        groupMode = nil
+        runModeUse = nil
         let before = errors.count
         let definition: ReadDocument.Definition?
         switch kind {
@@ -154,7 +156,7 @@ struct DocumentReader {
             subject: subject,
             definition: errors.count == before ? definition : nil,
             references: references,
-            groupMode: groupMode
+            runModeUse: runModeUse
         )
     }
 

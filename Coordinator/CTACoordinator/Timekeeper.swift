@@ -40,6 +40,7 @@ extension Coordinator {
                 logger.info("execution ended before it started", metadata: ["cta.execution": "\(record.executionID)", "cta.phase": "\(phase.rawValue)"])
             }
         }
+        try await sweepVMs(now: now)
         try await resumeWebhookDeliveries(now: now)
     }
 

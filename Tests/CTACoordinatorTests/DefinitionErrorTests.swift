@@ -1,4 +1,5 @@
 import CTACoordinator
+import CTACore
 import Testing
 import CTADefinitions
 
@@ -257,6 +258,40 @@ struct DefinitionErrorTests {
             errors.map(\.description) == [
                 "defs.yaml:17: scenario g: runMode: run mode group needs a configuration that names groups; "
                     + #"configuration "anywhere" (base.yaml:16) names none"#
+            ])
+    }
+
+    @Test("provision: create, destroy and vmTimeout are read; missing ones named; a VM configuration runs mono only")
+    func provision() throws {
+        let vm = """
+            kind: configuration
+            id: vm
+            provision:
+              create: ./vm.sh create "$CTA_VM_NAME"
+              destroy: ./vm.sh destroy "$CTA_VM_NAME"
+              vmTimeout: 30m
+            ---
+            kind: scenario
+            id: on-vm
+            suite: suite1
+            configuration: vm
+            runMode: mono
+            """
+        let set = try loadWithBase(vm)
+        let provision = try #require(set.configurations[ConfigurationID(unchecked: "vm")]?.provision)
+        #expect(provision.create == #"./vm.sh create "$CTA_VM_NAME""#)
+        #expect(provision.vmTimeoutMs == Milliseconds(1_800_000))
+        #expect(provision.commandTimeoutMs == Milliseconds(300_000))
+        #expect(
+            described(vm + "\n---\nkind: scenario\nid: spread\nsuite: suite1\nconfiguration: vm\nrunMode: stress\n") == [
+                "defs.yaml:18: scenario spread: runMode: run mode stress cannot use configuration \"vm\" (defs.yaml:2): "
+                    + "it provisions one VM per execution, so it runs mono only"
+            ])
+        #expect(
+            described("kind: configuration\nid: half\nprovision:\n  create: make-vm\n  vmTimeot: 5m\n") == [
+                "defs.yaml:4: configuration half: provision.destroy: missing required key",
+                "defs.yaml:4: configuration half: provision.vmTimeout: missing required key",
+                "defs.yaml:5: configuration half: provision.vmTimeot: unknown key; did you mean vmTimeout?",
             ])
     }
 

@@ -122,13 +122,14 @@ final class Scene: Sendable {
     /// Stores a suite of `tests` and a scenario running it on this scene's group, and returns the scenario id.
     func define(
         _ tests: [TestDefinition], runMode: RunMode, tags: [String: String] = [:], pending: Milliseconds = Milliseconds(60_000),
-        running: Milliseconds = Milliseconds(120_000), schedule: ScenarioSchedule? = nil
+        running: Milliseconds = Milliseconds(120_000), schedule: ScenarioSchedule? = nil,
+        provision: ProvisionDefinition? = nil
     ) async throws -> ScenarioID {
         let suffix = UUID().uuidString.prefix(6).lowercased()
         let suite = SuiteDefinition(id: SuiteID(unchecked: "suite-\(suffix)"), name: "Suite \(suffix)", tests: tests.map(\.id))
         let configuration = ConfigurationDefinition(
             id: ConfigurationID(unchecked: "config-\(suffix)"), name: "Pool \(suffix)",
-            selector: MachineSelector(groups: [group], tags: tags))
+            selector: MachineSelector(groups: [group], tags: tags), provision: provision)
         let scenario = ScenarioDefinition(
             id: ScenarioID(unchecked: "scenario-\(suffix)"), name: "Scenario \(suffix)", suite: suite.id,
             configuration: configuration.id, runMode: runMode, pendingTimeoutMs: pending, runningTimeoutMs: running,

@@ -34,7 +34,9 @@ extension Coordinator {
 
     /// The fast path for an execution requested in this process.
     func compose(handed record: ExecutionRecord) async {
-        guard record.phase == .pending, record.dispatch == nil, record.cancelRequested == nil else { return }
+        // A VM execution takes the usual path: its VM is made first.
+        guard record.phase == .pending, record.dispatch == nil, record.cancelRequested == nil, record.provision == nil
+        else { return }
         let now = Date()
         let holder = settings.instance
         do {
@@ -95,18 +97,16 @@ extension Coordinator {
                 // A composer died between saving the plan and marking it published: publish the same messages again.
                 plan = saved
             } else {
-                let machines = try await recentMachines(now: now)
-                let matcher = MachineMatcher(selector: record.selector, now: now)
-                let matching = matcher.matching(machines)
-                guard let made = try await makePlan(record, matching: matching) else {
-                    let explanation = matcher.explanation(machines, configuration: record.configuration)
+                switch try await choosePlan(record, now: now) {
+                case .plan(let made):
+                    guard try await store.savePlan(made, execution: execution, holder: holder) else { return }
+                    plan = made
+                case .waiting(let explanation):
                     try await store.deferExecution(
                         execution, holder: holder, explanation: explanation,
                         retryAt: now.addingTimeInterval(settings.retryInterval.timeInterval))
                     return
                 }
-                guard try await store.savePlan(made, execution: execution, holder: holder) else { return }
-                plan = made
             }
         } catch {
             logger.warning("dispatch failed; retrying", metadata: ["cta.execution": "\(execution)", "cta.error": "\(error)"])
@@ -142,6 +142,18 @@ extension Coordinator {
                 explanation: PendingExplanation(summary: "dispatch failed: \(error)", candidates: [], checkedAt: now),
                 retryAt: now.addingTimeInterval(settings.retryInterval.timeInterval))
         }
+    }
+
+    /// The plan: on the execution's own VM when its configuration provisions one, else among the matching
+    /// machines; or why it waits.
+    private func choosePlan(_ record: ExecutionRecord, now: Date) async throws -> PlanChoice {
+        if let provision = record.provision { return try await vmPlan(record, provision: provision, now: now) }
+        let machines = try await recentMachines(now: now)
+        let matcher = MachineMatcher(selector: record.selector, now: now)
+        guard let made = try await makePlan(record, matching: matcher.matching(machines)) else {
+            return .waiting(matcher.explanation(machines, configuration: record.configuration))
+        }
+        return .plan(made)
     }
 
     /// The plan for the run mode, or nil when no machine can take the execution now.

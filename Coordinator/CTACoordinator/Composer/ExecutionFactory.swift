@@ -39,7 +39,7 @@ extension Store {
             tests: suite.tests.compactMap { found[$0] }, createdAt: now,
             pendingDeadline: now.addingTimeInterval(Double(definition.pendingTimeoutMs.value) / 1000),
             runningTimeoutMs: Int64(clamping: definition.runningTimeoutMs.value),
-            chainedFrom: chainedFrom?.description)
+            chainedFrom: chainedFrom?.description, provision: configuration.provision)
         try await createExecution(record)
         return record
     }

@@ -93,12 +93,14 @@ public struct ExecutionRecord: Codable, Hashable, Sendable {
     public var chainedFrom: String?
     /// Parallel mode: set once the execution's queue was deleted (every test had a result, or it was cancelled).
     public var parallelQueueDeleted: Bool?
+    /// The configuration's provision, when each execution gets a VM of its own (``VMRecord``).
+    public var provision: ProvisionDefinition?
 
     public init(
         id: ExecutionID, scenario: ScenarioReference, suite: SuiteReference, configuration: ConfigurationID,
         selector: MachineSelector, runMode: RunMode, env: [String: String], requestedBy: String,
         tests: [TestDefinition], createdAt: Date, pendingDeadline: Date, runningTimeoutMs: Int64,
-        chainedFrom: String? = nil
+        chainedFrom: String? = nil, provision: ProvisionDefinition? = nil
     ) {
         self._id = id.description
         self.scenario = scenario
@@ -116,6 +118,7 @@ public struct ExecutionRecord: Codable, Hashable, Sendable {
         self.counts = ResultCounts()
         self.nextAttemptAt = createdAt
         self.chainedFrom = chainedFrom
+        self.provision = provision
     }
 
     public var executionID: ExecutionID { ExecutionID(_id)! }

@@ -133,6 +133,7 @@ public struct MongoStore: Store {
             IndexModel(keys: .ascending("onlineUntil"), name: "online"),
         ])
         try await prepareWebhookDeliveries()
+        try await prepareVMs()
     }
 
     // MARK: Definitions

@@ -116,6 +116,21 @@ public protocol Store: Sendable {
     func webhookDelivery(_ id: String) async throws -> WebhookDeliveryRecord?
     /// An execution's deliveries, in the order of the scenario's webhooks.
     func webhookDeliveries(_ execution: ExecutionID) async throws -> [WebhookDeliveryRecord]
+
+    // MARK: VMs
+
+    /// Records a VM about to be created; false when its execution already has one (another coordinator made it).
+    func createVM(_ vm: VMRecord) async throws -> Bool
+    func vm(_ name: MachineName) async throws -> VMRecord?
+    /// Records how the create command ended.
+    func recordVMCreated(_ name: MachineName, outcome: VMCommandOutcome) async throws
+    /// VMs not destroyed yet (creating, created, or whose creation failed).
+    func undestroyedVMs() async throws -> [VMRecord]
+    /// Claims a VM for destruction (for `holder` until `until`); false when another coordinator holds it or it is
+    /// already destroyed.
+    func claimVMDestruction(_ name: MachineName, holder: String, now: Date, until: Date) async throws -> Bool
+    /// Records how the destroy command ended: destroyed, or `destroyFailed` with the output.
+    func recordVMDestroyed(_ name: MachineName, outcome: VMCommandOutcome, at: Date) async throws
 }
 
 /// Thrown when the database holds a schema this coordinator does not know.
