@@ -79,7 +79,7 @@ extension Coordinator {
             if let id = ExecutionID(vm.executionID) { execution = try await store.execution(id) }
             let ended = execution?.phase.isEnd ?? true
             if let execution, !ended, now >= vm.destroyBy, execution.cancelRequested == nil {
-                let reason = "VM timeout: \(vm._id) was created \(Self.milliseconds(vm.destroyBy.timeIntervalSince(vm.createdAt))) ms ago"
+                let reason = "VM timeout of \(Self.milliseconds(vm.destroyBy.timeIntervalSince(vm.createdAt))) ms passed on \(vm._id)"
                 logger.info("VM timeout; cancelling its execution", metadata: ["cta.machine": "\(vm._id)", "cta.execution": "\(execution.executionID)"])
                 if execution.dispatchedAt == nil {
                     _ = try await cancel(execution.executionID, reason: reason)
