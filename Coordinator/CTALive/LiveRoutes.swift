@@ -255,7 +255,8 @@ final class LiveConnection: Sendable {
         defer { writeLock.release() }
         let timeout = configuration.writeTimeout
         let outbound = self.outbound
-        let written = await withTaskGroup(of: Bool.self) { group in
+        // nil: the write timed out; false: the connection is gone.
+        let written = await withTaskGroup(of: Bool?.self) { group in
             group.addTask {
                 do {
                     try await outbound.write(.text(frame))
@@ -266,15 +267,16 @@ final class LiveConnection: Sendable {
             }
             group.addTask {
                 try? await Task.sleep(for: timeout)
-                return false
+                return nil
             }
             let first = await group.next() ?? false
             group.cancelAll()
             return first
         }
-        if !written {
+        guard let written else {
             logger.info("live client does not take its frames; closing the connection")
             fatal.continuation.yield()
+            return false
         }
         return written
     }
