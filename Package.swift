@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
         // MARK: Common — shared by agent, coordinator and gateway.
@@ -141,6 +143,22 @@ let package = Package(
             path: "Coordinator/CTACoordinator",
             swiftSettings: upcoming
         ),
+        .target(
+            name: "CTALive",
+            dependencies: [
+                "CTACoordinator",
+                "CTACore",
+                "CTADefinitions",
+                "CTAMongo",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Coordinator/CTALive",
+            swiftSettings: upcoming
+        ),
         .executableTarget(
             name: "cta-coordinator",
             dependencies: [
@@ -193,9 +211,23 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(
+            name: "CTALiveTests",
+            dependencies: [
+                "CTALive", "CTACoordinator", "CTACore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            ],
+            path: "Tests/CTALiveTests",
+            swiftSettings: upcoming
+        ),
+        .testTarget(
             name: "CTAIntegrationTests",
             dependencies: [
-                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions",
+                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions", "CTALive",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -4,7 +4,7 @@ import NIOCore
 import NIOPosix
 
 /// Where a change stream stands: save it, and start a later stream after it with
-/// ``MongoCollection/watch(_:fullDocumentOnUpdate:resumeAfter:startAfter:maxAwaitTime:batchSize:)``.
+/// ``MongoCollection/watch(_:fullDocumentOnUpdate:resumeAfter:startAfter:startAtOperationTime:maxAwaitTime:batchSize:)``.
 ///
 /// The token is opaque. Store it as a document field (it is `Codable`) or as bytes (``bsonBytes``).
 public struct ResumeToken: Sendable, Hashable, Codable, CustomStringConvertible {
@@ -190,14 +190,15 @@ final class ChangeStreamCore: @unchecked Sendable {
         self.registry = registry
     }
 
-    /// Opens a change stream on its own thread: pops a client and runs `mongoc_collection_watch`.
+    /// Opens a change stream on its own thread: pops a client and runs `mongoc_collection_watch` (or
+    /// `mongoc_database_watch` when `collection` is nil: every collection of the database).
     static func open(
-        client: MongoClient, database: String, collection: String, pipeline: BSONDocument, options: BSONDocument
+        client: MongoClient, database: String, collection: String?, pipeline: BSONDocument, options: BSONDocument
     ) async throws -> ChangeStreamCore {
         let pool = try client.currentPool()
         let thread = NIOThreadPool(numberOfThreads: 1)
         thread.start()
-        let core = ChangeStreamCore(collectionName: collection, thread: thread, registry: client.streams)
+        let core = ChangeStreamCore(collectionName: collection ?? database, thread: thread, registry: client.streams)
         guard client.streams.add(core) else {
             await core.close()
             throw MongoError.clientClosed
@@ -215,18 +216,29 @@ final class ChangeStreamCore: @unchecked Sendable {
     }
 
     private func openOnThread(
-        pool: ClientPool, database: String, collection collectionName: String, pipeline: BSONDocument,
+        pool: ClientPool, database: String, collection collectionName: String?, pipeline: BSONDocument,
         options: BSONDocument
     ) throws {
         self.pool = pool
         let client = pool.pop()
         self.client = client
-        guard let collection = mongoc_client_get_collection(client, database, collectionName) else {
-            throw MongoError(code: .invalidArgument, message: "invalid collection name", collection: collectionName)
+        let stream: OpaquePointer?
+        if let collectionName {
+            guard let collection = mongoc_client_get_collection(client, database, collectionName) else {
+                throw MongoError(code: .invalidArgument, message: "invalid collection name", collection: collectionName)
+            }
+            self.collection = collection
+            stream = withBSON(pipeline) { p in withBSON(options) { o in mongoc_collection_watch(collection, p, o) } }
+        } else {
+            guard let handle = mongoc_client_get_database(client, database) else {
+                throw MongoError(code: .invalidArgument, message: "invalid database name", collection: database)
+            }
+            stream = withBSON(pipeline) { p in withBSON(options) { o in mongoc_database_watch(handle, p, o) } }
+            // The stream keeps what it needs of the database handle.
+            mongoc_database_destroy(handle)
         }
-        self.collection = collection
-        let stream = withBSON(pipeline) { p in withBSON(options) { o in mongoc_collection_watch(collection, p, o) } }
         self.stream = stream
+        let collectionName = collectionName ?? database
         guard let stream else {
             throw MongoError(code: .invalidArgument, message: "watch returned no stream", collection: collectionName)
         }
@@ -338,6 +350,22 @@ final class ChangeStreamCore: @unchecked Sendable {
     }
 }
 
+/// The options of a change stream (`watch` on a collection or a database).
+func changeStreamOptions(
+    fullDocumentOnUpdate: Bool, resumeAfter: ResumeToken?, startAfter: ResumeToken?,
+    startAtOperationTime: BSONTimestamp?, maxAwaitTime: Duration, batchSize: Int?
+) -> BSONDocument {
+    var options: BSONDocument = [:]
+    if fullDocumentOnUpdate { options["fullDocument"] = "updateLookup" }
+    if let resumeAfter { options["resumeAfter"] = .document(resumeAfter.document) }
+    if let startAfter { options["startAfter"] = .document(startAfter.document) }
+    if let startAtOperationTime { options["startAtOperationTime"] = .timestamp(startAtOperationTime) }
+    let ms = maxAwaitTime.components.seconds * 1000 + maxAwaitTime.components.attoseconds / 1_000_000_000_000_000
+    options["maxAwaitTimeMS"] = .int64(max(1, ms))
+    if let batchSize { options["batchSize"] = .int32(Int32(clamping: batchSize)) }
+    return options
+}
+
 extension MongoCollection {
     /// Opens a change stream on this collection.
     ///
@@ -347,21 +375,41 @@ extension MongoCollection {
     ///   - resumeAfter: start after the event with this token (from ``ChangeEvent/resumeToken`` or
     ///     ``ChangeStream/resumeToken``) — events after it are reported exactly once.
     ///   - startAfter: like `resumeAfter`, but also accepted after an `invalidate` event.
+    ///   - startAtOperationTime: start with the first change at or after this cluster time (the server must
+    ///     still hold that history, else the stream fails with `ChangeStreamHistoryLost`).
     ///   - maxAwaitTime: how long the server waits for a change before answering an empty batch; also the
     ///     longest a cancellation or ``ChangeStream/close()`` waits. Default 1 s.
     public func watch(
         _ pipeline: [BSONDocument] = [], fullDocumentOnUpdate: Bool = false, resumeAfter: ResumeToken? = nil,
-        startAfter: ResumeToken? = nil, maxAwaitTime: Duration = .seconds(1), batchSize: Int? = nil
+        startAfter: ResumeToken? = nil, startAtOperationTime: BSONTimestamp? = nil,
+        maxAwaitTime: Duration = .seconds(1), batchSize: Int? = nil
     ) async throws -> ChangeStream<Document> {
-        var options: BSONDocument = [:]
-        if fullDocumentOnUpdate { options["fullDocument"] = "updateLookup" }
-        if let resumeAfter { options["resumeAfter"] = .document(resumeAfter.document) }
-        if let startAfter { options["startAfter"] = .document(startAfter.document) }
-        let ms = maxAwaitTime.components.seconds * 1000 + maxAwaitTime.components.attoseconds / 1_000_000_000_000_000
-        options["maxAwaitTimeMS"] = .int64(max(1, ms))
-        if let batchSize { options["batchSize"] = .int32(Int32(clamping: batchSize)) }
+        let options = changeStreamOptions(
+            fullDocumentOnUpdate: fullDocumentOnUpdate, resumeAfter: resumeAfter, startAfter: startAfter,
+            startAtOperationTime: startAtOperationTime, maxAwaitTime: maxAwaitTime, batchSize: batchSize)
         let core = try await ChangeStreamCore.open(
             client: database.client, database: database.name, collection: name,
+            pipeline: ["pipeline": .array(pipeline.map { .document($0) })], options: options)
+        return ChangeStream(core: core)
+    }
+}
+
+extension MongoDatabase {
+    /// Opens one change stream on every collection of this database: one order for changes to different
+    /// collections (the order the server applied them in), and one token to resume it. Parameters as for
+    /// ``MongoCollection/watch(_:fullDocumentOnUpdate:resumeAfter:startAfter:startAtOperationTime:maxAwaitTime:batchSize:)``;
+    /// ``ChangeEvent/collection`` tells which collection each change is in, so `Document` is usually
+    /// ``BSONDocument``.
+    public func watch<Document: Decodable & Sendable>(
+        _ pipeline: [BSONDocument] = [], as type: Document.Type = BSONDocument.self,
+        fullDocumentOnUpdate: Bool = false, resumeAfter: ResumeToken? = nil, startAfter: ResumeToken? = nil,
+        startAtOperationTime: BSONTimestamp? = nil, maxAwaitTime: Duration = .seconds(1), batchSize: Int? = nil
+    ) async throws -> ChangeStream<Document> {
+        let options = changeStreamOptions(
+            fullDocumentOnUpdate: fullDocumentOnUpdate, resumeAfter: resumeAfter, startAfter: startAfter,
+            startAtOperationTime: startAtOperationTime, maxAwaitTime: maxAwaitTime, batchSize: batchSize)
+        let core = try await ChangeStreamCore.open(
+            client: client, database: name, collection: nil,
             pipeline: ["pipeline": .array(pipeline.map { .document($0) })], options: options)
         return ChangeStream(core: core)
     }
