@@ -44,6 +44,9 @@ struct ConsumerBench: AsyncParsableCommand {
     @Option(help: "Executions measured per latency mode.")
     var samples = 200
 
+    @Option(help: "Ended executions stored before the latency is measured, as a database in use holds.")
+    var history = 2000
+
     @Option(help: "Only these parts (comma-separated: results,latency).")
     var only: String?
 
@@ -72,7 +75,7 @@ struct ConsumerBench: AsyncParsableCommand {
                 for figure in try await bench.storeRates(count: results, rounds: rounds) { figure.printLine() }
             }
             if parts.contains("latency") {
-                for figure in try await bench.latency(samples: samples) { figure.printLine() }
+                for figure in try await bench.latency(samples: samples, history: history) { figure.printLine() }
             }
         } catch {
             await bench.stop()
@@ -347,12 +350,13 @@ extension ConsumerBenchRun {
     /// Alternates executions requested without waking the composer (a request from another process: the
     /// composer finds it at its next look) and with `wakeComposer()` (a request inside the coordinator's process),
     /// `samples` of each, after a few unmeasured ones.
-    func latency(samples: Int) async throws -> [Figure] {
+    func latency(samples: Int, history: Int) async throws -> [Figure] {
         let databaseName = newDatabase()
         try await purgeCoordinatorQueues()
         let store = MongoStore(database: client.database(databaseName))
         let machine = MachineName(unchecked: "bench-agent")
         let scenario = try await defineScenario(in: store, machine: machine)
+        try await storeHistory(history, of: scenario, in: store)
         let settings = Coordinator.Settings(instance: "cta-bench")
         let running = try startCoordinator(database: databaseName, settings: settings)
         let agent = try SimulatedAgent(machine: machine, url: url, logger: logger)
@@ -479,6 +483,26 @@ extension ConsumerBenchRun {
     }
 
     /// A one-test suite, a configuration that selects `machine` by name, and a mono scenario.
+    /// Stores `count` ended executions of `scenario`, so that the measured ones run against a collection of the
+    /// size a database in use has (some of SecantusDB's operations cost time in proportion to it).
+    private func storeHistory(_ count: Int, of scenario: ScenarioID, in store: MongoStore) async throws {
+        guard count > 0 else { return }
+        let template = try await store.requestExecution(of: scenario, requestedBy: "cta-bench/history", at: Date(timeIntervalSinceNow: -86_400))
+        _ = try await store.endExecution(template.executionID, phase: .finished, reason: nil, counts: ResultCounts(ok: 1), at: Date())
+        guard let ended = try await store.execution(template.executionID) else { throw ValidationError("the history template was not stored") }
+        var documents: [BSONDocument] = []
+        for _ in 1..<count {
+            var copy = ended
+            copy._id = ExecutionID().description
+            documents.append(try BSONEncoder().encode(copy))
+            if documents.count == 500 {
+                _ = try await store.database.collection("executions").insertMany(documents)
+                documents.removeAll()
+            }
+        }
+        if !documents.isEmpty { _ = try await store.database.collection("executions").insertMany(documents) }
+    }
+
     private func defineScenario(in store: MongoStore, machine: MachineName) async throws -> ScenarioID {
         let test = TestDefinition(
             id: TestID(unchecked: "bench-test"), name: "Bench test", stages: [Stage(name: "run", run: "true")])

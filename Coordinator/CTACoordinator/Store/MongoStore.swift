@@ -292,16 +292,28 @@ public struct MongoStore: Store {
             executionsCollection, ["phase": .string(phase.rawValue)], sort: .descending("createdAt"), limit: limit)
     }
 
+    // Claims and phase moves on `executions` are a conditional updateOne by id (the match count tells who won)
+    // followed by a read by id, never a findAndModify: SecantusDB's findAndModify costs time in proportion to the
+    // collection's size (about 20 µs per stored document: 40 ms with 2,000 executions), an updateOne about 1 ms.
+
     public func claimPendingExecution(holder: String, now: Date, until: Date) async throws -> ExecutionRecord? {
-        try await executionsCollection.findOneAndUpdate(
-            [
-                // Unclaimed or the claim expired. `$not` rather than an `$or` of the two cases: SecantusDB answers
-                // an `$or` by scanning the whole collection, which grows with every execution ever stored.
-                "phase": "pending", "dispatchedAt": .null, "nextAttemptAt": ["$lte": .date(now)],
-                "claimedUntil": ["$not": ["$gte": .date(now)]],
-            ],
-            .set(["claimedBy": .string(holder), "claimedUntil": .date(until)]),
-            sort: .ascending("nextAttemptAt"), returning: .after)
+        // Unclaimed or the claim expired. `$not` rather than an `$or` of the two cases: SecantusDB answers an `$or`
+        // by scanning the whole collection, which grows with every execution ever stored.
+        let due: BSONDocument = [
+            "phase": "pending", "dispatchedAt": .null, "nextAttemptAt": ["$lte": .date(now)],
+            "claimedUntil": ["$not": ["$gte": .date(now)]],
+        ]
+        let candidates = try await executionsCollection.find(
+            due, sort: .ascending("nextAttemptAt"), projection: .including("_id"), limit: 8, as: BSONDocument.self)
+        for candidate in candidates {
+            guard let id = candidate["_id"] else { continue }
+            let claimed = try await executionsCollection.updateOne(
+                due.merging(["_id": id]), .set(["claimedBy": .string(holder), "claimedUntil": .date(until)]))
+            // Another composer took it between the read and the claim: try the next one.
+            guard claimed.modifiedCount == 1 else { continue }
+            return try await findDecodable(executionsCollection, ["_id": id], limit: 1).first
+        }
+        return nil
     }
 
     public func claimWithPlan(_ plan: DispatchPlan, execution: ExecutionID, holder: String, now: Date, until: Date)
@@ -342,9 +354,11 @@ public struct MongoStore: Store {
     }
 
     public func markRunning(_ execution: ExecutionID, at: Date) async throws -> ExecutionRecord? {
-        try await executionsCollection.findOneAndUpdate(
-            ["_id": .string(execution.description), "phase": "pending"],
-            .set(["phase": "running", "startedAt": .date(at)]), returning: .after)
+        let id: BSONDocument = ["_id": .string(execution.description)]
+        let moved = try await executionsCollection.updateOne(
+            id.merging(["phase": "pending"]), .set(["phase": "running", "startedAt": .date(at)]))
+        guard moved.modifiedCount == 1 else { return nil }
+        return try await findDecodable(executionsCollection, id, limit: 1).first
     }
 
     public func endExecution(
