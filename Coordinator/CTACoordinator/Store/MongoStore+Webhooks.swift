@@ -23,16 +23,26 @@ extension MongoStore {
         _ = try await insertIdempotently([delivery], into: webhookDeliveriesCollection)
     }
 
+    /// A read of the due deliveries, then a conditional update by id (see the note on claims in MongoStore: no
+    /// findAndModify, whose cost grows with the collection on SecantusDB).
     public func claimDueWebhookDelivery(holder: String, token: String, now: Date, until: Date) async throws
         -> WebhookDeliveryRecord?
     {
-        try await webhookDeliveriesCollection.findOneAndUpdate(
-            [
-                "state": .string(WebhookDeliveryState.pending.rawValue), "nextAttemptAt": ["$lte": .date(now)],
-                "$or": [["claimedUntil": .null], ["claimedUntil": ["$lt": .date(now)]]],
-            ],
-            .set(["claimedBy": .string(holder), "claimToken": .string(token), "claimedUntil": .date(until)]),
-            sort: .ascending("nextAttemptAt"), returning: .after)
+        let due: BSONDocument = [
+            "state": .string(WebhookDeliveryState.pending.rawValue), "nextAttemptAt": ["$lte": .date(now)],
+            "claimedUntil": ["$not": ["$gte": .date(now)]],
+        ]
+        let candidates = try await webhookDeliveriesCollection.find(
+            due, sort: .ascending("nextAttemptAt"), projection: .including("_id"), limit: 8, as: BSONDocument.self)
+        for candidate in candidates {
+            guard let id = candidate["_id"] else { continue }
+            let claimed = try await webhookDeliveriesCollection.updateOne(
+                due.merging(["_id": id]),
+                .set(["claimedBy": .string(holder), "claimToken": .string(token), "claimedUntil": .date(until)]))
+            guard claimed.modifiedCount == 1 else { continue }
+            return try await findDecodable(webhookDeliveriesCollection, ["_id": id], limit: 1).first
+        }
+        return nil
     }
 
     public func renewWebhookClaim(_ delivery: String, token: String, until: Date) async throws -> Bool {
