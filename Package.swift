@@ -219,7 +219,7 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(
-            name: "CTAAPITests", dependencies: ["CTAAPI", "CTACoordinator", "CTACore", "CTADefinitions"], path: "Tests/CTAAPITests",
+            name: "CTAAPITests", dependencies: ["CTAAPI", "CTACoordinator", "CTACore", "CTADefinitions", "CTAMongo"], path: "Tests/CTAAPITests",
             swiftSettings: upcoming
         ),
         .testTarget(
@@ -227,6 +227,7 @@ let package = Package(
             dependencies: [
                 "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

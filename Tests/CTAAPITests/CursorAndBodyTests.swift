@@ -1,4 +1,5 @@
 import CTACore
+import CTAMongo
 import Foundation
 import Testing
 

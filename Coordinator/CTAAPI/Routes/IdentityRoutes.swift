@@ -141,12 +141,24 @@ extension API {
                 .object([
                     "name": .required(.string(maxLength: 256, rule: Rules.nonEmpty)),
                     "expiresInMs": .optional(Self.expiresInMs),
+                    "user": .optional(.string(maxLength: 128, rule: Rules.name)),
                 ]))
+            // An admin may make a token for another user (service accounts, first tokens).
+            var owner = principal.user
+            if let other = body["user"]?.stringValue, other != principal.user {
+                guard Policy.decide(.manageAnyTokens, principal: principal) == .allow else {
+                    throw APIError(.forbidden, "only an admin may make a token for another user", field: "user")
+                }
+                guard try await self.store.user(other) != nil else {
+                    throw APIError(.invalidField, "no user \(other)", field: "user")
+                }
+                owner = other
+            }
             let now = Date()
             let expiresAt = body["expiresInMs"]?.int64Value.map { now.addingTimeInterval(Double($0) / 1000) }
             let secret = Secrets.newUserToken()
             let record = TokenRecord(
-                id: Secrets.newID(), hash: Secrets.tokenHash(secret), user: principal.user,
+                id: Secrets.newID(), hash: Secrets.tokenHash(secret), user: owner,
                 name: body["name"]!.stringValue!, createdAt: now, expiresAt: expiresAt)
             try await self.store.createToken(record)
             return JSON.response(CreatedTokenView(id: record._id, token: secret, expiresAt: Nullable(expiresAt)), status: .created)
