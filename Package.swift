@@ -219,7 +219,11 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(
-            name: "CTAAPITests", dependencies: ["CTAAPI", "CTACoordinator", "CTACore", "CTADefinitions", "CTAMongo"], path: "Tests/CTAAPITests",
+            name: "CTAAPITests",
+            dependencies: [
+                "CTAAPI", "CTABroker", "CTACoordinator", "CTACore", "CTADefinitions", "CTAMongo",
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
+            ], path: "Tests/CTAAPITests",
             swiftSettings: upcoming
         ),
         .testTarget(
