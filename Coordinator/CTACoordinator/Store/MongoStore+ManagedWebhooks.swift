@@ -1,6 +1,5 @@
 public import CTACore
 public import CTAMongo
-public import Foundation
 import CTADefinitions
 
 // API-managed scenario webhooks: collection `apiWebhooks`, `_id` = the webhook id, indexed by scenario.
