@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
     ],
     targets: [
         // MARK: Common — shared by agent, coordinator and gateway.
@@ -159,9 +160,32 @@ let package = Package(
             path: "Coordinator/CTALive",
             swiftSettings: upcoming
         ),
+        .target(
+            name: "CTAAPI",
+            dependencies: [
+                "CTACoordinator",
+                "CTACore",
+                "CTADefinitions",
+                "CTAMongo",
+                "CTABroker",
+                "CTAMessaging",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Coordinator/CTAAPI",
+            swiftSettings: upcoming
+        ),
         .executableTarget(
             name: "cta-coordinator",
             dependencies: [
+                "CTAAPI",
                 "CTACoordinator",
                 "CTABroker",
                 "CTACore",
@@ -222,6 +246,14 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(
+            name: "CTAAPITests",
+            dependencies: [
+                "CTAAPI", "CTABroker", "CTACoordinator", "CTACore", "CTADefinitions", "CTAMongo",
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
+            ], path: "Tests/CTAAPITests",
+            swiftSettings: upcoming
+        ),
+        .testTarget(
             name: "CTAIntegrationTests",
             dependencies: [
                 "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions", "CTALive",
@@ -229,6 +261,7 @@ let package = Package(
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

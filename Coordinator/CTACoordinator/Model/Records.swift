@@ -95,6 +95,8 @@ public struct ExecutionRecord: Codable, Hashable, Sendable {
     public var parallelQueueDeleted: Bool?
     /// The configuration's provision, when each execution gets a VM of its own (``VMRecord``).
     public var provision: ProvisionDefinition?
+    /// Labels given by whoever requested it (the API's `tags`), for finding it again.
+    public var tags: [String]?
 
     public init(
         id: ExecutionID, scenario: ScenarioReference, suite: SuiteReference, configuration: ConfigurationID,

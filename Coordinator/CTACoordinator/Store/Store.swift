@@ -131,6 +131,11 @@ public protocol Store: Sendable {
     func claimVMDestruction(_ name: MachineName, holder: String, now: Date, until: Date) async throws -> Bool
     /// Records how the destroy command ended: destroyed, or `destroyFailed` with the output.
     func recordVMDestroyed(_ name: MachineName, outcome: VMCommandOutcome, at: Date) async throws
+
+    // MARK: API-managed webhooks
+
+    /// The webhooks added to a scenario through the API (none when the store keeps none).
+    func managedWebhooks(_ scenario: ScenarioID) async throws -> [ManagedWebhook]
 }
 
 /// Thrown when the database holds a schema this coordinator does not know.
