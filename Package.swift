@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "cta-agent", targets: ["cta-agent"]),
         .executable(name: "cta-bench", targets: ["cta-bench"]),
         .executable(name: "cta-coordinator", targets: ["cta-coordinator"]),
+        .executable(name: "cta", targets: ["cta"]),
         .library(name: "CTACore", targets: ["CTACore"]),
         .library(name: "CTABroker", targets: ["CTABroker"]),
         .library(name: "CTAMongo", targets: ["CTAMongo"]),
@@ -24,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
         // MARK: Common — shared by agent, coordinator and gateway.
@@ -158,6 +162,36 @@ let package = Package(
             swiftSettings: upcoming
         ),
 
+        // MARK: Client
+        .target(
+            name: "CTAClient",
+            dependencies: [
+                "CTACore",
+                "CTADefinitions",
+                "CTAYAML",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Client/CTAClient",
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "cta",
+            dependencies: [
+                "CTAClient",
+                "CTACore",
+                "CTADefinitions",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Client/cta",
+            swiftSettings: upcoming
+        ),
+
         // MARK: Tools
         .target(
             name: "CBaseline",
@@ -193,9 +227,13 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(
+            name: "CTAClientTests", dependencies: ["CTAClient", "CTACore", "CTADefinitions", "CTAYAML"],
+            path: "Tests/CTAClientTests", swiftSettings: upcoming
+        ),
+        .testTarget(
             name: "CTAIntegrationTests",
             dependencies: [
-                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions",
+                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions", "CTAClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
