@@ -25,8 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
-        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
@@ -145,9 +146,32 @@ let package = Package(
             path: "Coordinator/CTACoordinator",
             swiftSettings: upcoming
         ),
+        .target(
+            name: "CTAAPI",
+            dependencies: [
+                "CTACoordinator",
+                "CTACore",
+                "CTADefinitions",
+                "CTAMongo",
+                "CTABroker",
+                "CTAMessaging",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Coordinator/CTAAPI",
+            swiftSettings: upcoming
+        ),
         .executableTarget(
             name: "cta-coordinator",
             dependencies: [
+                "CTAAPI",
                 "CTACoordinator",
                 "CTABroker",
                 "CTACore",
@@ -231,10 +255,15 @@ let package = Package(
             path: "Tests/CTAClientTests", swiftSettings: upcoming
         ),
         .testTarget(
+            name: "CTAAPITests", dependencies: ["CTAAPI", "CTACoordinator", "CTACore", "CTADefinitions", "CTAMongo"], path: "Tests/CTAAPITests",
+            swiftSettings: upcoming
+        ),
+        .testTarget(
             name: "CTAIntegrationTests",
             dependencies: [
                 "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions", "CTAClient",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

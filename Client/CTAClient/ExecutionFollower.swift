@@ -228,7 +228,7 @@ public struct ExecutionFollower: Sendable {
             }
             continuation.yield(.failed("the live feed closed"))
         } catch {
-            continuation.yield(.failed("the live feed is unavailable (\(error))"))
+            continuation.yield(.failed("\(error)"))
         }
     }
 

@@ -204,7 +204,13 @@ public struct HTTPTransport: HTTPSending {
         if let body = request.body {
             channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
         }
-        try await channel.writeAndFlush(HTTPClientRequestPart.end(nil)).get()
+        do {
+            try await channel.writeAndFlush(HTTPClientRequestPart.end(nil)).get()
+        } catch {
+            // The reason is what closed the channel (a TLS failure, a reset): the collector has it.
+            promise.fail(error)
+            channel.close(promise: nil)
+        }
         return try await promise.futureResult.get()
     }
 

@@ -7,7 +7,7 @@ public enum Views {
 
     /// A machine's state in one word: `draining`, `online` or `offline`.
     public static func machineState(_ machine: JSONValue) -> String {
-        let draining = machine["draining"]?.bool ?? machine["drainRequested"]?.bool ?? false
+        let draining = machine["draining"]?.bool == true || machine["drainRequested"]?.bool == true
         let online = machine["online"]?.bool ?? false
         if draining { return online ? "draining" : "offline" }
         return online ? "online" : "offline"

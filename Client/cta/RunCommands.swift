@@ -89,7 +89,7 @@ struct Run: AsyncParsableCommand {
             case .result(let result):
                 if progress.record(result) { progressOutput.lines(renderer.lines(for: result)) }
             case .polling(let reason):
-                if interactive { progressOutput.lines([Console.style.dim("live feed unavailable (\(reason)); polling")]) }
+                progressOutput.lines([Console.style.dim("live feed unavailable (\(reason)); polling the API")])
             case .tick:
                 break
             }

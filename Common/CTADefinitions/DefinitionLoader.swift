@@ -108,9 +108,17 @@ public enum DefinitionLoader {
             read += reader.read(source.documents)
             errors += reader.errors
         }
-        let set = assemble(read, errors: &errors, checkReferences: problems.isEmpty)
+        let set = assemble(read, errors: &errors, checkReferences: problems.isEmpty, existing: [:])
         if !errors.isEmpty { throw DefinitionErrors(errors) }
         return set
+    }
+
+    /// Loads texts whose references may also name definitions stored earlier: `existing` holds, per kind (`test`,
+    /// `suite`, `configuration`, `scenario`), the ids that exist outside these texts.
+    public static func load(
+        sources: [DefinitionSource], existing: [String: Set<String>]
+    ) throws(DefinitionErrors) -> DefinitionSet {
+        try load(sources: sources, problems: [], existing: existing)
     }
 
     // MARK: Files
@@ -168,7 +176,8 @@ public enum DefinitionLoader {
 
     private static func load(
         sources: [DefinitionSource],
-        problems: [DefinitionError]
+        problems: [DefinitionError],
+        existing: [String: Set<String>] = [:]
     ) throws(DefinitionErrors) -> DefinitionSet {
         var errors = problems
         var documents: [ReadDocument] = []
@@ -179,7 +188,7 @@ public enum DefinitionLoader {
             errors += reader.errors
             complete = complete && reader.readable
         }
-        let set = assemble(documents, errors: &errors, checkReferences: complete)
+        let set = assemble(documents, errors: &errors, checkReferences: complete, existing: existing)
         if !errors.isEmpty { throw DefinitionErrors(errors) }
         return set
     }
@@ -188,7 +197,8 @@ public enum DefinitionLoader {
     private static func assemble(
         _ documents: [ReadDocument],
         errors: inout [DefinitionError],
-        checkReferences: Bool
+        checkReferences: Bool,
+        existing: [String: Set<String>]
     ) -> DefinitionSet {
         var places: [DefinitionKind: [String: ReadDocument]] = [:]
         var set = DefinitionSet()
@@ -214,7 +224,10 @@ public enum DefinitionLoader {
         }
         guard checkReferences else { return set }
         for document in documents {
-            for reference in document.references where places[reference.kind]?[reference.id] == nil {
+            for reference in document.references
+            where places[reference.kind]?[reference.id] == nil
+                && existing[reference.kind.rawValue]?.contains(reference.id) != true
+            {
                 let known = places[reference.kind].map { Array($0.keys).sorted() } ?? []
                 let hint = KeySuggestion.closest(to: reference.id, among: known).map { "; did you mean \($0)?" } ?? ""
                 errors.append(

@@ -56,7 +56,19 @@ extension Coordinator {
 
     /// Records a delivery for each webhook that fires, claimed by this coordinator, and queues it.
     func queueWebhooks(_ scenario: ScenarioDefinition, payload: ExecutionEndedPayload) async {
-        let webhooks = scenario.webhooks.enumerated().filter { $0.element.fires(after: payload.phase) }
+        // The definition's webhooks, then those added through the API (numbered after them).
+        let scenarioID = scenario.id
+        let managed: [ManagedWebhook]
+        do {
+            managed = try await retryingStore("load the API webhooks of a scenario") {
+                try await self.store.managedWebhooks(scenarioID)
+            }
+        } catch {
+            return  // cancelled
+        }
+        var all: [(webhook: WebhookDefinition, managed: String?)] = scenario.webhooks.map { ($0, nil) }
+        for webhook in managed { all.append((webhook.definition, webhook._id)) }
+        let webhooks = all.enumerated().filter { $0.element.webhook.fires(after: payload.phase) }
         guard !webhooks.isEmpty else { return }
         let body: String
         do {
@@ -67,13 +79,15 @@ extension Coordinator {
                 metadata: ["cta.execution": "\(payload.executionID)", "cta.error": "\(error)"])
             return
         }
-        for (index, webhook) in webhooks {
+        for (index, entry) in webhooks {
+            let webhook = entry.webhook
             let now = Date()
             var delivery = WebhookDeliveryRecord(
                 executionID: payload.executionID, scenario: scenario.id, webhook: index, url: webhook.url,
                 event: ExecutionEndedPayload.event, body: body,
                 signature: webhook.secret.map { ExecutionEndedPayload.signature(of: body, secret: $0) },
                 maxAttempts: settings.webhooks.maxAttempts, createdAt: now)
+            delivery.managedWebhook = entry.managed
             delivery.claimedBy = settings.instance
             delivery.claimToken = UUID().uuidString.lowercased()
             delivery.claimedUntil = webhookClaim(from: now)

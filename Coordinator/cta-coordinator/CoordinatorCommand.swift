@@ -1,4 +1,5 @@
 import ArgumentParser
+import CTAAPI
 import CTABroker
 import CTACoordinator
 import CTACore
@@ -67,6 +68,8 @@ extension CoordinatorCommand {
         @Option(name: .customLong("scheduler-lease"), help: "Seconds the scheduler lease lasts (a dead leader is replaced within it).")
         var schedulerLease: Int = 15
 
+        @OptionGroup var api: APIOptions
+
         func run() async throws {
             let logger = store.bootstrapLogging()
             guard schedulerLease >= 2 else { throw ValidationError("--scheduler-lease must be at least 2 seconds") }
@@ -88,9 +91,14 @@ extension CoordinatorCommand {
             let coordinator = Coordinator(
                 store: mongoStore, broker: broker, settings: Coordinator.Settings(instance: name, schedulerLease: .seconds(schedulerLease)),
                 logger: logger)
+            let apiServer = APIServer(
+                api: API(
+                    store: APIStore(store: mongoStore), coordinator: coordinator, configuration: try api.configuration(),
+                    logger: logger),
+                extensions: routeExtensions)
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [CoordinatorService(coordinator: coordinator)],
+                    services: [CoordinatorService(coordinator: coordinator), apiServer],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     cancellationSignals: [.sigquit],
                     logger: logger))

@@ -34,16 +34,19 @@ struct CoordinatorProcess: Sendable {
             FileManager.default.isExecutableFile(atPath: path) ? path : nil, "cta-coordinator not built next to \(agent)")
     }
 
-    static func start(instance: String, brokerURL: String, mongoURI: String, database: String, directory: String)
-        throws -> CoordinatorProcess
-    {
+    /// Starts `serve`; its HTTP API listens on a free port unless `arguments` give `--api-port`.
+    static func start(
+        instance: String, brokerURL: String, mongoURI: String, database: String, directory: String,
+        arguments: [String] = []
+    ) throws -> CoordinatorProcess {
         let log = directory + "/coordinator-\(instance).log"
         let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+        let port = arguments.contains("--api-port") ? [] : ["--api-port", String(try freePort())]
         let pid = try spawn(
             [
                 try binary(), "serve", "--amqp-url", brokerURL, "--mongo-uri", mongoURI, "--database", database,
                 "--instance", instance, "--scheduler-lease", "3",
-            ], environment: environment, output: log)
+            ] + port + arguments, environment: environment, output: log)
         return CoordinatorProcess(instance: instance, pid: pid, logPath: log)
     }
 

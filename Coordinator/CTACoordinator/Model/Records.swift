@@ -93,6 +93,8 @@ public struct ExecutionRecord: Codable, Hashable, Sendable {
     public var chainedFrom: String?
     /// Parallel mode: set once the execution's queue was deleted (every test had a result, or it was cancelled).
     public var parallelQueueDeleted: Bool?
+    /// Labels given by whoever requested it (the API's `tags`), for finding it again.
+    public var tags: [String]?
 
     public init(
         id: ExecutionID, scenario: ScenarioReference, suite: SuiteReference, configuration: ConfigurationID,

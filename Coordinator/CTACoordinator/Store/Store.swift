@@ -111,6 +111,8 @@ public protocol Store: Sendable {
     func webhookDelivery(_ id: String) async throws -> WebhookDeliveryRecord?
     /// An execution's deliveries, in the order of the scenario's webhooks.
     func webhookDeliveries(_ execution: ExecutionID) async throws -> [WebhookDeliveryRecord]
+    /// The webhooks added to a scenario through the API (none when the store keeps none).
+    func managedWebhooks(_ scenario: ScenarioID) async throws -> [ManagedWebhook]
 }
 
 /// Thrown when the database holds a schema this coordinator does not know.

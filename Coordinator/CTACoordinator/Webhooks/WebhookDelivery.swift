@@ -47,8 +47,10 @@ public struct WebhookDeliveryRecord: Codable, Hashable, Sendable {
     public var _id: String
     public var executionID: String
     public var scenario: ScenarioID
-    /// The webhook's position in the scenario's `webhooks`.
+    /// The webhook's position in the scenario's `webhooks`; API-managed webhooks follow the definition's.
     public var webhook: Int
+    /// The id of the API-managed webhook this delivery is for; nil for a definition's webhook.
+    public var managedWebhook: String?
     public var url: String
     /// The event name, sent as `X-CTA-Event`.
     public var event: String
