@@ -251,7 +251,12 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(
-            name: "CTAClientTests", dependencies: ["CTAClient", "CTACore", "CTADefinitions", "CTAYAML"],
+            name: "CTAClientTests",
+            dependencies: [
+                "CTAClient", "CTACore", "CTADefinitions", "CTAYAML",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            ],
             path: "Tests/CTAClientTests", swiftSettings: upcoming
         ),
         .testTarget(
