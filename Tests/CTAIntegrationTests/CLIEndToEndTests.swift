@@ -4,6 +4,7 @@ import CTACore
 import CTADefinitions
 import CTAMongo
 import Foundation
+import NIOHTTP1
 import Testing
 
 extension CoordinatorProcessSuites {
@@ -100,6 +101,7 @@ final class CLIScene: Sendable {
         try await failingRun()
         try await pendingRun()
         try await listings()
+        try await passwordLogin()
     }
 
     /// `cta login` checks the token over TLS with the private CA and stores URL and token, mode 0600.
@@ -273,6 +275,29 @@ final class CLIScene: Sendable {
         // A scenario that does not exist: the API's error, exit 3.
         let missing = try await cta(["run", "no-such-scenario"])
         #expect(missing.status == 3 && missing.output.contains("error: notFound"), "\(missing.output)")
+    }
+
+    /// `cta login --user` with the password from `CTA_PASSWORD`: the token it gets replaces the stored one.
+    func passwordLogin() async throws {
+        let admin = try String(contentsOfFile: adminTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let endpoint = try #require(Endpoint(url))
+        let api = CTAClient.APIClient(
+            transport: try HTTPTransport(endpoint: endpoint, configuration: .init(caCertificateFile: caFile)), token: admin)
+        _ = try await api.request(
+            .POST, "/v1/users",
+            json: .object([
+                "name": .string("cli-tester"), "role": .string("tester"), "groups": .array([]),
+                "password": .string("correct horse battery"),
+            ]))
+        let wrong = try await cta(["login", "--user", "cli-tester"], environment: ["CTA_PASSWORD": "wrong password"])
+        #expect(wrong.status == 3 && wrong.output.contains("error: unauthenticated"), "\(wrong.output)")
+        let login = try await cta(["login", "--user", "cli-tester"], environment: ["CTA_PASSWORD": "correct horse battery"])
+        #expect(login.status == 0 && login.output.contains("as cli-tester (tester"), "\(login.output)")
+        let whoami = try await cta(["whoami"])
+        #expect(whoami.output.hasPrefix("cli-tester (tester)"), "\(whoami.output)")
+        // A tester in no group may not resume another group's machine (it does not even see it): exit 3.
+        let resume = try await cta(["machines", "resume", scene.machines[0].rawValue])
+        #expect(resume.status == 3 && resume.output.contains("error: notFound"), "\(resume.output)")
     }
 
     /// Tables and JSON for the executions and machines just used.
