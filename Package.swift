@@ -260,7 +260,11 @@ let package = Package(
             path: "Tests/CTAClientTests", swiftSettings: upcoming
         ),
         .testTarget(
-            name: "CTAAPITests", dependencies: ["CTAAPI", "CTACoordinator", "CTACore", "CTADefinitions", "CTAMongo"], path: "Tests/CTAAPITests",
+            name: "CTAAPITests",
+            dependencies: [
+                "CTAAPI", "CTABroker", "CTACoordinator", "CTACore", "CTADefinitions", "CTAMongo",
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
+            ], path: "Tests/CTAAPITests",
             swiftSettings: upcoming
         ),
         .testTarget(

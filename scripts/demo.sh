@@ -28,7 +28,7 @@ demo_stop() {
 trap demo_stop EXIT
 
 "$BIN/cta-coordinator" serve --amqp-url "$CTA_AMQP_URL" --mongo-uri "$CTA_MONGO_URI" --database "$DATABASE" \
-    --instance demo-coordinator >"$DEMO/coordinator.log" 2>&1 &
+    --instance demo-coordinator --api-port 0 >"$DEMO/coordinator.log" 2>&1 &
 pids+=($!)
 for agent in demo-1 demo-2; do
     CTA_AGENT_BROKER_URL="$CTA_AMQP_URL" CTA_AGENT_WORK_DIR="$DEMO/$agent/work" \

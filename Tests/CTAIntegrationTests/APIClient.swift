@@ -74,7 +74,7 @@ struct APIClient: Sendable {
         }
         let group = MultiThreadedEventLoopGroup.singleton
         let promise = group.next().makePromise(of: APIResponse.self)
-        let channel = try await ClientBootstrap(group: group)
+        let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -86,7 +86,13 @@ struct APIClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
                 }
             }
-            .connect(host: "127.0.0.1", port: port).get()
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: "127.0.0.1", port: port).get()
+        } catch {
+            promise.fail(error)
+            throw error
+        }
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         if let bytes, !bytes.isEmpty {
             channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: bytes))), promise: nil)

@@ -108,6 +108,7 @@ final class APIScene: Sendable {
         try await execution(users: users, ids: ids)
         try await cancel(users: users, ids: ids)
         try await limitsAndValidation(admin: admin, users: users)
+        try await conformance(admin: admin, ids: ids)
         try await loginLimit(admin: admin)
         try await metricsAndHealth()
     }
@@ -488,6 +489,39 @@ final class APIScene: Sendable {
         #expect(blocked.status == 429, "\(blocked)")
     }
 
+    /// Every operation of docs/openapi.yaml, asked with the admin token and an empty JSON object: routed, and
+    /// answered with a status the document lists for it. Deletions name objects that do not exist.
+    func conformance(admin: String, ids: IDs) async throws {
+        let operations = try OpenAPIDocument.operations()
+        #expect(operations.count > 40)
+        let execution = try #require(try await https.get("/v1/executions?limit=1", token: admin).items.first?["id"] as? String)
+        let machine = try #require(try await https.get("/v1/machines", token: admin).items.first?["name"] as? String)
+        let webhook = try #require(
+            try await https.get("/v1/scenarios/\(ids.scenario)/webhooks", token: admin).items.first?["id"] as? String)
+        for (operation, statuses) in operations.sorted(by: { $0.key < $1.key }) {
+            let parts = operation.split(separator: " ", maxSplits: 1)
+            let method = String(parts[0])
+            let deleting = method == "DELETE"
+            var path = String(parts[1])
+            let values: [String: String] = [
+                "{webhookId}": deleting ? "missing-webhook" : webhook,
+                "{name}": path.hasPrefix("/v1/machines") ? machine
+                    : path.hasPrefix("/v1/groups") ? (deleting ? "missing-group" : group)
+                    : path.hasPrefix("/v1/users") ? (deleting ? "missing-user" : "viewer-\(suffix)") : "out.txt",
+                "{id}": path.hasPrefix("/v1/executions") ? execution
+                    : path.hasPrefix("/v1/scenarios") ? (deleting && !path.contains("webhooks") ? "missing" : ids.scenario)
+                    : path.hasPrefix("/v1/tests") ? (deleting ? "missing" : ids.test)
+                    : path.hasPrefix("/v1/suites") || path.hasPrefix("/v1/configurations") ? (deleting ? "missing" : "api-\(suffix)")
+                    : "missing-token",
+            ]
+            for (placeholder, value) in values { path = path.replacingOccurrences(of: placeholder, with: value) }
+            let response = try await https.request(method, path, token: admin, body: Array("{}".utf8))
+            #expect(statuses.contains(response.status), "\(operation) as \(method) \(path) answered \(response)")
+            if response.status >= 400 { #expect(response.errorCode != nil, "\(operation): \(response)") }
+        }
+        _ = try await https.request("POST", "/v1/machines/\(machine)/resume", token: admin, json: [:])
+    }
+
     func metricsAndHealth() async throws {
         let ready = try await https.get("/ready")
         #expect(ready.status == 200, "\(ready)")
@@ -499,5 +533,32 @@ final class APIScene: Sendable {
         ] {
             #expect(metrics.text.contains(name), "\(name) missing")
         }
+    }
+}
+
+/// The operations docs/openapi.yaml documents, with their statuses (the layout it is written in: paths at two spaces,
+/// methods at four, statuses at eight).
+enum OpenAPIDocument {
+    static func operations() throws -> [String: Set<Int>] {
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/openapi.yaml")
+        let text = try String(contentsOf: file, encoding: .utf8)
+        var operations: [String: Set<Int>] = [:]
+        var path: String?
+        var current: String?
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("  /"), line.hasSuffix(":") {
+                path = String(line.dropFirst(2).dropLast())
+                current = nil
+            } else if line.hasPrefix("components:") {
+                break
+            } else if let path, line.hasPrefix("    "), !line.hasPrefix("     "), line.hasSuffix(":") {
+                current = "\(line.trimmingCharacters(in: .whitespaces).dropLast().uppercased()) \(path)"
+                operations[current!] = []
+            } else if let current, line.hasPrefix("        '"), let status = Int(line.dropFirst(9).prefix(3)) {
+                operations[current]!.insert(status)
+            }
+        }
+        return operations
     }
 }
