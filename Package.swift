@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "cta-agent", targets: ["cta-agent"]),
         .executable(name: "cta-bench", targets: ["cta-bench"]),
         .executable(name: "cta-coordinator", targets: ["cta-coordinator"]),
+        .executable(name: "cta", targets: ["cta"]),
         .library(name: "CTACore", targets: ["CTACore"]),
         .library(name: "CTABroker", targets: ["CTABroker"]),
         .library(name: "CTAMongo", targets: ["CTAMongo"]),
@@ -27,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
         // MARK: Common — shared by agent, coordinator and gateway.
@@ -200,6 +202,36 @@ let package = Package(
             swiftSettings: upcoming
         ),
 
+        // MARK: Client
+        .target(
+            name: "CTAClient",
+            dependencies: [
+                "CTACore",
+                "CTADefinitions",
+                "CTAYAML",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Client/CTAClient",
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "cta",
+            dependencies: [
+                "CTAClient",
+                "CTACore",
+                "CTADefinitions",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Client/cta",
+            swiftSettings: upcoming
+        ),
+
         // MARK: Tools
         .target(
             name: "CBaseline",
@@ -235,6 +267,15 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(
+            name: "CTAClientTests",
+            dependencies: [
+                "CTAClient", "CTACore", "CTADefinitions", "CTAYAML",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            ],
+            path: "Tests/CTAClientTests", swiftSettings: upcoming
+        ),
+        .testTarget(
             name: "CTALiveTests",
             dependencies: [
                 "CTALive", "CTACoordinator", "CTACore",
@@ -256,7 +297,7 @@ let package = Package(
         .testTarget(
             name: "CTAIntegrationTests",
             dependencies: [
-                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions", "CTALive",
+                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions", "CTAClient", "CTALive",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

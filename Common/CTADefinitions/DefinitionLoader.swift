@@ -1,5 +1,5 @@
 import CTACore
-import CTAYAML
+public import CTAYAML
 import Foundation
 
 /// Reads tests, suites, configurations and scenarios from YAML definition files into a ``DefinitionSet``.
@@ -95,6 +95,25 @@ public enum DefinitionLoader {
     /// Loads texts that stand for files, in the given order.
     public static func load(sources: [DefinitionSource]) throws(DefinitionErrors) -> DefinitionSet {
         try load(sources: sources, problems: [])
+    }
+
+    /// Loads documents already turned into nodes (from another file format, such as TOML), in the given order;
+    /// `problems` are those found while reading them, reported with the rest. References are checked only when
+    /// there are none.
+    public static func load(
+        documents: [DefinitionDocuments],
+        problems: [DefinitionError] = []
+    ) throws(DefinitionErrors) -> DefinitionSet {
+        var errors = problems
+        var read: [ReadDocument] = []
+        for source in documents {
+            var reader = DocumentReader(file: source.path)
+            read += reader.read(source.documents)
+            errors += reader.errors
+        }
+        let set = assemble(read, errors: &errors, checkReferences: problems.isEmpty, existing: [:])
+        if !errors.isEmpty { throw DefinitionErrors(errors) }
+        return set
     }
 
     /// Loads texts whose references may also name definitions stored earlier: `existing` holds, per kind (`test`,
@@ -254,5 +273,19 @@ public struct DefinitionSource: Hashable, Sendable {
     public init(path: String, text: String) {
         self.path = path
         self.text = text
+    }
+}
+
+/// The documents of one file, already composed into nodes: the path names it in errors.
+public struct DefinitionDocuments: Hashable, Sendable {
+    /// The file's path, as errors show it.
+    public var path: String
+    /// Its documents, in order.
+    public var documents: YAMLDocuments
+
+    /// Creates a source.
+    public init(path: String, documents: YAMLDocuments) {
+        self.path = path
+        self.documents = documents
     }
 }

@@ -99,6 +99,11 @@ struct DocumentReader {
                 DefinitionError(code: code, file: file, line: error.line, key: "\(error.path)", message: error.message))
             return []
         }
+        return read(stream)
+    }
+
+    /// Reads every document of a stream composed elsewhere (a YAML stream, or another format turned into nodes).
+    mutating func read(_ stream: YAMLDocuments) -> [ReadDocument] {
         var documents: [ReadDocument] = []
         for (index, root) in stream.documents.enumerated() {
             subject = Self.subject(of: root)
