@@ -188,6 +188,7 @@ let package = Package(
             name: "cta-coordinator",
             dependencies: [
                 "CTAAPI",
+                "CTALive",
                 "CTACoordinator",
                 "CTABroker",
                 "CTACore",

@@ -58,14 +58,16 @@ public enum LiveRoutes {
         let cache = LiveEventCache()
         router.ws(
             "/v1/live",
-            shouldUpgrade: { request, _ in
-                let decision = await authorize(LiveAccessRequest(token: bearerToken(request), target: nil))
-                if case .deny(let code, let message) = decision {
-                    throw LiveHTTPError(code: code, message: message)
-                }
-                return .upgrade([:])
-            },
+            // The token is checked once the connection is a WebSocket: a refusal thrown before the upgrade
+            // reaches the client as a bare 400 (the WebSocket router answers so), while an error frame says why.
+            shouldUpgrade: { _, _ in .upgrade([:]) },
             onUpgrade: { inbound, outbound, context in
+                let decision = await authorize(LiveAccessRequest(token: bearerToken(context.request), target: nil))
+                if case .deny(let code, let message) = decision {
+                    context.logger.notice("live feed connection refused", metadata: ["cta.error": "\(code): \(message)"])
+                    try await outbound.write(.text(LiveProtocol.errorFrame(LiveProtocolError(code: code, message: message))))
+                    return  // the handler's end closes the connection
+                }
                 let connection = LiveConnection(
                     feed: feed, token: bearerToken(context.request), authorize: authorize, cache: cache,
                     configuration: configuration, outbound: outbound, logger: context.logger)
@@ -82,38 +84,6 @@ public enum LiveRoutes {
             }
         }
         return request.uri.queryParameters.get("token")
-    }
-}
-
-/// A refused upgrade: the API's error body and the status of its code.
-struct LiveHTTPError: HTTPResponseError {
-    var code: String
-    var message: String
-
-    var status: HTTPResponse.Status {
-        switch code {
-        case "unauthenticated": .unauthorized
-        case "forbidden": .forbidden
-        case "notFound": .notFound
-        case "tooManyRequests": .tooManyRequests
-        case "unavailable": .serviceUnavailable
-        case "badRequest", "invalidField": .badRequest
-        default: .forbidden
-        }
-    }
-
-    func response(from request: Request, context: some RequestContext) throws -> Response {
-        var headers: HTTPFields = [.contentType: "application/json"]
-        if code == "unauthenticated" { headers[.wwwAuthenticate] = "Bearer" }
-        let body = LiveProtocol.errorFrameBody(code: code, message: message)
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
-}
-
-extension LiveProtocol {
-    /// `{"error": {"code", "message"}}`, the API's error body.
-    static func errorFrameBody(code: String, message: String) -> String {
-        JSON.object([("error", .object([("code", .string(code)), ("message", .string(message))]))]).text
     }
 }
 

@@ -47,7 +47,3 @@ struct APIOptions: ParsableArguments {
         return configuration
     }
 }
-
-/// Routes other modules add to the API server. The live feed mounts `GET /v1/live` here:
-/// `{ router, api in LiveRoutes.add(to: router, ...) }`.
-let routeExtensions: [RouteExtension] = []

@@ -91,14 +91,15 @@ extension CoordinatorCommand {
             let coordinator = Coordinator(
                 store: mongoStore, broker: broker, settings: Coordinator.Settings(instance: name, schedulerLease: .seconds(schedulerLease)),
                 logger: logger)
+            let feed = LiveFeed(source: MongoFeedSource(database: mongoStore.database), logger: logger)
             let apiServer = APIServer(
                 api: API(
                     store: APIStore(store: mongoStore), coordinator: coordinator, configuration: try api.configuration(),
                     logger: logger),
-                extensions: routeExtensions)
+                extensions: [LiveWiring.routes(feed: feed)])
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [CoordinatorService(coordinator: coordinator), apiServer],
+                    services: [CoordinatorService(coordinator: coordinator), LiveFeedService(feed: feed), apiServer],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     cancellationSignals: [.sigquit],
                     logger: logger))

@@ -106,6 +106,7 @@ final class APIScene: Sendable {
         let ids = try await define(admin: admin, tester: users.tester)
         try await authMatrix(admin: admin, users: users, ids: ids)
         try await execution(users: users, ids: ids)
+        try await liveFeed(users: users, ids: ids)
         try await cancel(users: users, ids: ids)
         try await limitsAndValidation(admin: admin, users: users)
         try await conformance(admin: admin, ids: ids)
@@ -423,6 +424,31 @@ final class APIScene: Sendable {
         try await waitFor("a webhook delivery", timeout: .seconds(30)) {
             try await self.https.get("/v1/scenarios/\(ids.scenario)/webhooks/\(webhookID)/deliveries", token: users.operator)
                 .items.count == 1
+        }
+    }
+
+    /// The live feed the coordinator serves on its API port, with the API's tokens and group rules: a viewer of the
+    /// team follows an execution from its creation to its end and gets each stored result once; an outsider is
+    /// told it does not exist; the machines feed is for admins; no token, no connection.
+    func liveFeed(users: Users, ids: IDs) async throws {
+        let created = try await http.request("POST", "/v1/executions", token: users.tester, json: ["scenario": ids.scenario])
+        let id = try #require(created.json["id"] as? String)
+        let base = "ws://127.0.0.1:\(http.port)/v1/live?token="
+        let subscribe = #"{"op":"subscribe","id":"s1","execution":"\#(id)"}"#
+        let frames = try await collectLive(url: base + users.viewer, send: [subscribe], until: endFrame)
+        #expect(frames.last?.type == "end" && frames.last?.phase == "finished", "\(frames.map(\.type))")
+        let results = frames.filter { $0.type == "result" }.compactMap { $0.event["eventId"] ?? $0.event["id"] }
+        let stored = try await store.results(try #require(ExecutionID(id)))
+        #expect(results.count == stored.count && Set(results) == Set(stored.map(\._id)), "\(results) vs \(stored.map(\._id))")
+
+        let hidden = try await collectLive(url: base + users.outsider, send: [subscribe], until: endFrame)
+        #expect(hidden.last?.type == "error" && hidden.last?.errorCode == "notFound", "\(hidden)")
+        let machines = try await collectLive(
+            url: base + users.viewer, send: [#"{"op":"subscribe","id":"m","machines":true}"#], until: endFrame)
+        #expect(machines.last?.type == "error" && machines.last?.errorCode == "forbidden", "\(machines)")
+        for (url, code) in [(base.dropLast("?token=".count) + "", "unauthenticated"), (base + "cta_not-a-token", "unauthenticated")] {
+            let refused = try await collectLive(url: String(url), send: [subscribe], until: endFrame)
+            #expect(refused.map(\.type) == ["error"] && refused.first?.errorCode == code, "\(url): \(refused)")
         }
     }
 

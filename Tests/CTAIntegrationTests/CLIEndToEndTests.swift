@@ -207,6 +207,8 @@ final class CLIScene: Sendable {
         let run = try await cta(["run", "example-parallel", "--wait", "--junit", junit], timeout: .seconds(180))
         #expect(run.status == 0, "\(run.output)\n\(diagnostics())")
         #expect(run.output.contains("finished: "), "\(run.output)")
+        // The coordinator serves the live feed: the run followed it rather than polling.
+        #expect(!run.output.contains("live feed unavailable"), "\(run.output)")
         #expect(!run.output.contains("\u{1B}["), "colour or cursor codes in a pipe: \(run.output)")
         let report = try JUnitReader.read(Data(contentsOf: URL(fileURLWithPath: junit)))
         let suite = try #require(report.suites.first)

@@ -147,9 +147,9 @@ extension CoordinatorProcessSuites {
                 ], runMode: .mono)
 
             // Refusals: no token (HTTP), a denied target, an unknown execution, a bad frame.
-            let refused = try? await collectLive(
-                url: "ws://127.0.0.1:\(serverA.port)/v1/live", send: [], until: { _ in true })
-            #expect(refused?.isEmpty ?? true)
+            let refused = try await collectLive(
+                url: "ws://127.0.0.1:\(serverA.port)/v1/live", send: [#"{"op":"ping"}"#], until: endFrame)
+            #expect(refused.map(\.type) == ["error"] && refused.first?.errorCode == "unauthenticated", "\(refused)")
             let errors = try await collectLive(
                 url: serverA.url,
                 send: [

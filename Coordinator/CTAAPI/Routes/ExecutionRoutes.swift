@@ -30,7 +30,7 @@ extension API {
             } catch let error as ExecutionRequestError {
                 throw APIError(.conflict, error.description, field: "scenario")
             }
-            self.coordinator.wakeComposer()
+            self.coordinator.wakeComposer(with: record)
             return JSON.response(ExecutionView(record), status: .created)
         }
 
