@@ -1,20 +1,34 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+/// `CTA_PACKAGE_CORE_ONLY=1` leaves out the HTTP side (API, live feed, the `cta` client and their tests and
+/// dependencies): the release test run uses it to check the C interop of the broker, database and agent code under
+/// the optimiser without building Hummingbird and BoringSSL a second time. `cta-coordinator` then has no API.
+let coreOnly = Context.environment["CTA_PACKAGE_CORE_ONLY"] == "1"
+
+/// Dependencies of the HTTP side only; none in a core-only build.
+func http(_ dependencies: [Target.Dependency]) -> [Target.Dependency] { coreOnly ? [] : dependencies }
+
 let upcoming: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+let httpPackages: [Package.Dependency] = [
+    .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+    .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+    .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
+    .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+]
+
 let package = Package(
     name: "cta",
     platforms: [.macOS(.v14)],
-    products: [
+    products: (coreOnly ? [] : [.executable(name: "cta", targets: ["cta"])]) + [
         .executable(name: "cta-agent", targets: ["cta-agent"]),
         .executable(name: "cta-bench", targets: ["cta-bench"]),
         .executable(name: "cta-coordinator", targets: ["cta-coordinator"]),
-        .executable(name: "cta", targets: ["cta"]),
         .library(name: "CTACore", targets: ["CTACore"]),
         .library(name: "CTABroker", targets: ["CTABroker"]),
         .library(name: "CTAMongo", targets: ["CTAMongo"]),
@@ -25,11 +39,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
-        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
-        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
-        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
-    ],
+    ] + (coreOnly ? [] : httpPackages),
     targets: [
         // MARK: Common — shared by agent, coordinator and gateway.
         .systemLibrary(
@@ -146,6 +156,85 @@ let package = Package(
             path: "Coordinator/CTACoordinator",
             swiftSettings: upcoming
         ),
+        .executableTarget(
+            name: "cta-coordinator",
+            dependencies: [
+                "CTACoordinator",
+                "CTABroker",
+                "CTACore",
+                "CTADefinitions",
+                "CTAMongo",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ] + http(["CTAAPI", "CTALive"]),
+            path: "Coordinator/cta-coordinator",
+            swiftSettings: upcoming
+        ),
+
+
+        // MARK: Tools
+        .target(
+            name: "CBaseline",
+            dependencies: ["CRabbitMQ", "CMongoC"],
+            path: "Tools/CBaseline"
+        ),
+        .executableTarget(
+            name: "cta-bench",
+            dependencies: [
+                "CTABroker",
+                "CTACoordinator",
+                "CTACore",
+                "CTADefinitions",
+                "CTAMessaging",
+                "CTAMongo",
+                "CBaseline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tools/cta-bench",
+            swiftSettings: upcoming
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "CTACoreTests", dependencies: ["CTACore"], path: "Tests/CTACoreTests", swiftSettings: upcoming),
+        .testTarget(name: "CTAYAMLTests", dependencies: ["CTAYAML"], path: "Tests/CTAYAMLTests", swiftSettings: upcoming),
+        .testTarget(name: "CTABrokerTests", dependencies: ["CTABroker"], path: "Tests/CTABrokerTests", swiftSettings: upcoming),
+        .testTarget(name: "CTAAgentCoreTests", dependencies: ["CTAAgentCore"], path: "Tests/CTAAgentCoreTests", swiftSettings: upcoming),
+        .testTarget(name: "CTAAgentTests", dependencies: ["CTAAgent"], path: "Tests/CTAAgentTests", swiftSettings: upcoming),
+        .testTarget(name: "CTAMongoTests", dependencies: ["CTAMongo"], path: "Tests/CTAMongoTests", swiftSettings: upcoming),
+        .testTarget(
+            name: "CTACoordinatorTests", dependencies: ["CTACoordinator", "CTACore", "CTADefinitions"], path: "Tests/CTACoordinatorTests",
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "CTAIntegrationTests",
+            dependencies: [
+                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ] + http([
+                "CTAClient", "CTALive",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
+            path: "Tests/CTAIntegrationTests",
+            // The end-to-end tests of the HTTP side.
+            exclude: coreOnly ? ["APITests.swift", "APIClient.swift", "CLIEndToEndTests.swift", "LiveFeedEndToEndTests.swift"] : [],
+            swiftSettings: upcoming
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
+
+// MARK: The HTTP side: API, live feed, the `cta` client (left out of a core-only build)
+
+if !coreOnly {
+    package.targets += [
         .target(
             name: "CTALive",
             dependencies: [
@@ -184,26 +273,6 @@ let package = Package(
             path: "Coordinator/CTAAPI",
             swiftSettings: upcoming
         ),
-        .executableTarget(
-            name: "cta-coordinator",
-            dependencies: [
-                "CTAAPI",
-                "CTALive",
-                "CTACoordinator",
-                "CTABroker",
-                "CTACore",
-                "CTADefinitions",
-                "CTAMongo",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ],
-            path: "Coordinator/cta-coordinator",
-            swiftSettings: upcoming
-        ),
-
-        // MARK: Client
         .target(
             name: "CTAClient",
             dependencies: [
@@ -230,41 +299,6 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Client/cta",
-            swiftSettings: upcoming
-        ),
-
-        // MARK: Tools
-        .target(
-            name: "CBaseline",
-            dependencies: ["CRabbitMQ", "CMongoC"],
-            path: "Tools/CBaseline"
-        ),
-        .executableTarget(
-            name: "cta-bench",
-            dependencies: [
-                "CTABroker",
-                "CTACoordinator",
-                "CTACore",
-                "CTADefinitions",
-                "CTAMessaging",
-                "CTAMongo",
-                "CBaseline",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "Tools/cta-bench",
-            swiftSettings: upcoming
-        ),
-
-        // MARK: Tests
-        .testTarget(name: "CTACoreTests", dependencies: ["CTACore"], path: "Tests/CTACoreTests", swiftSettings: upcoming),
-        .testTarget(name: "CTAYAMLTests", dependencies: ["CTAYAML"], path: "Tests/CTAYAMLTests", swiftSettings: upcoming),
-        .testTarget(name: "CTABrokerTests", dependencies: ["CTABroker"], path: "Tests/CTABrokerTests", swiftSettings: upcoming),
-        .testTarget(name: "CTAAgentCoreTests", dependencies: ["CTAAgentCore"], path: "Tests/CTAAgentCoreTests", swiftSettings: upcoming),
-        .testTarget(name: "CTAAgentTests", dependencies: ["CTAAgent"], path: "Tests/CTAAgentTests", swiftSettings: upcoming),
-        .testTarget(name: "CTAMongoTests", dependencies: ["CTAMongo"], path: "Tests/CTAMongoTests", swiftSettings: upcoming),
-        .testTarget(
-            name: "CTACoordinatorTests", dependencies: ["CTACoordinator", "CTACore", "CTADefinitions"], path: "Tests/CTACoordinatorTests",
             swiftSettings: upcoming
         ),
         .testTarget(
@@ -295,21 +329,5 @@ let package = Package(
             ], path: "Tests/CTAAPITests",
             swiftSettings: upcoming
         ),
-        .testTarget(
-            name: "CTAIntegrationTests",
-            dependencies: [
-                "CTABroker", "CTAMongo", "CTACore", "CTAAgent", "CTACoordinator", "CTADefinitions", "CTAClient", "CTALive",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
-                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ],
-            path: "Tests/CTAIntegrationTests",
-            swiftSettings: upcoming
-        ),
-    ],
-    swiftLanguageModes: [.v6]
-)
+    ]
+}

@@ -1,6 +1,8 @@
 import ArgumentParser
-import CTAAPI
 import Foundation
+#if canImport(CTAAPI)
+import CTAAPI
+#endif
 
 /// The HTTP API's flags of `serve`; each falls back to its environment variable (see ``APIConfiguration``).
 struct APIOptions: ParsableArguments {
@@ -24,6 +26,7 @@ struct APIOptions: ParsableArguments {
     @Option(name: .customLong("upload-limit"), help: "Largest attachment upload in bytes (default: $CTA_UPLOAD_LIMIT, else 64 MiB).")
     var uploadLimit: Int?
 
+    #if canImport(CTAAPI)
     func configuration() throws -> APIConfiguration {
         let environment = ProcessInfo.processInfo.environment
         var configuration = APIConfiguration()
@@ -46,4 +49,5 @@ struct APIOptions: ParsableArguments {
         }
         return configuration
     }
+    #endif
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
+#if canImport(CTAAPI)
 import CTAAPI
+#endif
 import CTABroker
 import CTACoordinator
 import CTACore
@@ -91,15 +93,22 @@ extension CoordinatorCommand {
             let coordinator = Coordinator(
                 store: mongoStore, broker: broker, settings: Coordinator.Settings(instance: name, schedulerLease: .seconds(schedulerLease)),
                 logger: logger)
+            var services: [any Service] = [CoordinatorService(coordinator: coordinator)]
+            #if canImport(CTAAPI)
             let feed = LiveFeed(source: MongoFeedSource(database: mongoStore.database), logger: logger)
             let apiServer = APIServer(
                 api: API(
                     store: APIStore(store: mongoStore), coordinator: coordinator, configuration: try api.configuration(),
                     logger: logger),
                 extensions: [LiveWiring.routes(feed: feed)])
+            services += [LiveFeedService(feed: feed), apiServer]
+            #else
+            // A build without the HTTP targets (CTA_PACKAGE_CORE_ONLY=1, the release test run): no API, no live feed.
+            logger.notice("this build has no HTTP API; the API options are ignored")
+            #endif
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [CoordinatorService(coordinator: coordinator), LiveFeedService(feed: feed), apiServer],
+                    services: services,
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     cancellationSignals: [.sigquit],
                     logger: logger))

@@ -1,3 +1,4 @@
+#if canImport(CTAAPI) && canImport(CTALive)
 import CTAAPI
 import CTACoordinator
 import CTACore
@@ -61,3 +62,4 @@ enum LiveWiring {
         }
     }
 }
+#endif
