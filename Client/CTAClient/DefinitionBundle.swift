@@ -100,33 +100,9 @@ public struct DefinitionBundle: Sendable {
         tomlExtensions.contains(URL(fileURLWithPath: file).pathExtension.lowercased())
     }
 
-    /// The file itself, or a directory's definition files in name order.
+    /// The file itself, or a directory's definition files (YAML and TOML) in name order.
     static func expand(_ path: String) -> Result<[String], DefinitionError> {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            return .failure(
-                DefinitionError(code: .unreadable, file: path, line: nil, key: "", message: "no such file or directory"))
-        }
-        guard isDirectory.boolValue else { return .success([path]) }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        let base = path.hasSuffix("/") ? path : path + "/"
-        let files = names.sorted()
-            .filter { name in
-                let ending = URL(fileURLWithPath: name).pathExtension.lowercased()
-                return !name.hasPrefix(".") && (yamlExtensions + tomlExtensions).contains(ending)
-            }
-            .map { base + $0 }
-            .filter { file in
-                var isDirectory: ObjCBool = false
-                return FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) && !isDirectory.boolValue
-            }
-        if files.isEmpty {
-            return .failure(
-                DefinitionError(
-                    code: .unreadable, file: path, line: nil, key: "",
-                    message: "no definition files (*.yaml, *.yml, *.toml) in this directory"))
-        }
-        return .success(files)
+        DefinitionLoader.files(at: path, extensions: yamlExtensions + tomlExtensions)
     }
 
     // MARK: Writing the stream

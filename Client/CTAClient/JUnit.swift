@@ -1,3 +1,4 @@
+import CTACore
 public import Foundation
 
 #if canImport(FoundationXML)
@@ -184,40 +185,15 @@ public enum JUnitWriter {
     public static func sanitized(_ text: String) -> String {
         var result = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
-            result.append(isXMLCharacter(scalar) ? scalar : "\u{FFFD}")
+            result.append(XMLText.isXMLCharacter(scalar) ? scalar : "\u{FFFD}")
         }
         return String(result)
-    }
-
-    static func isXMLCharacter(_ scalar: Unicode.Scalar) -> Bool {
-        let value = scalar.value
-        return value == 0x9 || value == 0xA || value == 0xD || (0x20...0xD7FF).contains(value)
-            || (0xE000...0xFFFD).contains(value) || (0x10000...0x10FFFF).contains(value)
     }
 
     /// Seconds with millisecond precision: `1.250`.
     static func seconds(_ value: Double) -> String { String(format: "%.3f", value) }
 
-    /// Text for an attribute or element: markup escaped, characters XML 1.0 cannot hold replaced by U+FFFD.
-    static func escape(_ text: String) -> String {
-        var result = ""
-        result.reserveCapacity(text.utf8.count)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "&": result += "&amp;"
-            case "<": result += "&lt;"
-            case ">": result += "&gt;"
-            case "\"": result += "&quot;"
-            case "'": result += "&apos;"
-            case "\n": result += "&#10;"
-            case "\r": result += "&#13;"
-            case "\t": result += "&#9;"
-            default:
-                if isXMLCharacter(scalar) { result.unicodeScalars.append(scalar) } else { result += "\u{FFFD}" }
-            }
-        }
-        return result
-    }
+    static func escape(_ text: String) -> String { XMLText.escape(text) }
 }
 
 /// Reads a JUnit XML report (the shape ``JUnitWriter`` writes, and the common one of other tools).

@@ -126,8 +126,9 @@ public enum DefinitionLoader {
 
     // MARK: Files
 
-    /// The files to read for `path`: the file itself, or a directory's definition files in name order.
-    static func files(at path: String) -> Result<[String], DefinitionError> {
+    /// The files to read for `path`: the file itself, or a directory's files with one of `extensions` (not hidden,
+    /// not directories) in name order; a directory with none is an error.
+    public static func files(at path: String, extensions: [String] = fileExtensions) -> Result<[String], DefinitionError> {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             return .failure(
@@ -147,7 +148,7 @@ public enum DefinitionLoader {
         let files = names.sorted()
             .filter { name in
                 guard !name.hasPrefix("."), let dot = name.lastIndex(of: ".") else { return false }
-                return fileExtensions.contains(name[name.index(after: dot)...].lowercased())
+                return extensions.contains(name[name.index(after: dot)...].lowercased())
             }
             .map { base + $0 }
             .filter { file in
@@ -158,7 +159,7 @@ public enum DefinitionLoader {
             return .failure(
                 DefinitionError(
                     code: .unreadable, file: path, line: nil, key: "",
-                    message: "no definition files (*.yaml, *.yml) in this directory"))
+                    message: "no definition files (\(extensions.map { "*.\($0)" }.joined(separator: ", "))) in this directory"))
         }
         return .success(files)
     }
