@@ -113,7 +113,6 @@ extension Coordinator {
     func startChained(_ scenario: ScenarioDefinition, after record: ExecutionRecord, phase: ExecutionPhase) async {
         let execution = record.executionID
         let requestedBy = "chain/\(record.scenario.id.rawValue)"
-        var started = false
         for entry in scenario.chain where entry.starts(after: phase) {
             let outcome: ChainOutcome
             do {
@@ -121,7 +120,7 @@ extension Coordinator {
                     do {
                         let chained = try await self.store.requestExecution(
                             of: entry.scenario, requestedBy: requestedBy, chainedFrom: execution)
-                        return .started(chained.executionID)
+                        return .started(chained)
                     } catch let error as ExecutionRequestError {
                         return .refused(error.description)
                     }
@@ -131,11 +130,11 @@ extension Coordinator {
             }
             switch outcome {
             case .started(let chained):
-                started = true
+                wakeComposer(with: chained)
                 logger.info(
                     "chained execution requested",
                     metadata: [
-                        "cta.execution": "\(execution)", "cta.chained.execution": "\(chained)",
+                        "cta.execution": "\(execution)", "cta.chained.execution": "\(chained.executionID)",
                         "cta.chained.scenario": "\(entry.scenario.rawValue)",
                     ])
             case .refused(let why):
@@ -147,12 +146,11 @@ extension Coordinator {
                     ])
             }
         }
-        if started { wakeComposer() }
     }
 }
 
 /// The result of requesting a chained execution: the definition problems are final, not retried.
 private enum ChainOutcome: Sendable {
-    case started(ExecutionID)
+    case started(ExecutionRecord)
     case refused(String)
 }
