@@ -299,7 +299,9 @@ struct MongoCollectionTests {
             #expect(error.code == .connection, "\(error.debugDescription)")
             #expect(!error.description.isEmpty)
         }
-        #expect(clock.now - started < .seconds(5))
+        // Not a speed check: the 500 ms server selection must end it, not the 30 s default. The bound leaves room
+        // for a machine busy with other work.
+        #expect(clock.now - started < .seconds(20))
         try await client.shutdown()
     }
 
