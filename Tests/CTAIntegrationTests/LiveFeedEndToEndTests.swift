@@ -148,7 +148,7 @@ extension CoordinatorProcessSuites {
 
             // Refusals: no token (HTTP), a denied target, an unknown execution, a bad frame.
             let refused = try await collectLive(
-                url: "ws://127.0.0.1:\(serverA.port)/v1/live", send: [#"{"op":"ping"}"#], until: endFrame)
+                url: "ws://127.0.0.1:\(serverA.port)/v1/live", send: [], until: endFrame)
             #expect(refused.map(\.type) == ["error"] && refused.first?.errorCode == "unauthenticated", "\(refused)")
             let errors = try await collectLive(
                 url: serverA.url,
