@@ -69,6 +69,8 @@ public final class Coordinator: Sendable {
     /// The composer's last read of the machines.
     let machineCache = Mutex<(at: Date, machines: [MachineRecord])?>(nil)
     let webhookQueue = WebhookQueue()
+    /// Counts for `/metrics`.
+    public let metrics = CoordinatorMetrics()
 
     public init(store: any Store, broker: AMQPConfiguration, settings: Settings, logger: Logger) {
         var broker = broker

@@ -57,16 +57,26 @@ extension Coordinator {
 
     /// Runs the create command off the composer's path; the composer looks again when it ends.
     private func startCreating(_ vm: VMRecord, provision: ProvisionDefinition, record: ExecutionRecord) {
+        startCommand(provision.create, named: "create", vm: vm, provision: provision, record: record) { outcome in
+            try await self.store.recordVMCreated(vm.name, outcome: outcome)
+            self.wakeComposer()
+        }
+    }
+
+    /// Runs one of a VM's provision commands in a task of its own, logs how it ended, and hands the outcome to
+    /// `recorded` (retried while the store is away).
+    private func startCommand(
+        _ command: String, named what: String, vm: VMRecord, provision: ProvisionDefinition, record: ExecutionRecord,
+        recorded: @escaping @Sendable (VMCommandOutcome) async throws -> Void
+    ) {
         let environment = Self.provisionEnvironment(vm: vm, record: record, provision: provision)
         Task {
             let outcome = await ProvisionCommand.run(
-                provision.create, environment: environment, timeout: .milliseconds(Int64(provision.commandTimeoutMs.value)))
-            let level: Logger.Level = outcome.succeeded ? .info : .error
+                command, environment: environment, timeout: .milliseconds(Int64(provision.commandTimeoutMs.value)))
             logger.log(
-                level: level, "VM create command ended",
+                level: outcome.succeeded ? .info : .error, "VM \(what) command ended",
                 metadata: ["cta.machine": "\(vm.name)", "cta.outcome": "\(outcome.summary)", "cta.durationMs": "\(outcome.durationMs)"])
-            _ = try? await retryingStore("record a VM creation") { try await self.store.recordVMCreated(vm.name, outcome: outcome) }
-            wakeComposer()
+            _ = try? await retryingStore("record a VM \(what) outcome") { try await recorded(outcome) }
         }
     }
 
@@ -100,16 +110,8 @@ extension Coordinator {
             guard try await store.claimVMDestruction(vm.name, holder: settings.instance, now: now, until: now.addingTimeInterval(commandTime + 30))
             else { continue }
             logger.info("destroying a VM", metadata: ["cta.machine": "\(vm._id)", "cta.execution": "\(vm.executionID)"])
-            let environment = Self.provisionEnvironment(vm: vm, record: execution, provision: provision)
-            let store = self.store
-            Task {
-                let outcome = await ProvisionCommand.run(
-                    provision.destroy, environment: environment, timeout: .milliseconds(Int64(provision.commandTimeoutMs.value)))
-                let level: Logger.Level = outcome.succeeded ? .info : .error
-                logger.log(level: level, "VM destroy command ended", metadata: ["cta.machine": "\(vm._id)", "cta.outcome": "\(outcome.summary)"])
-                _ = try? await retryingStore("record a VM destruction") {
-                    try await store.recordVMDestroyed(vm.name, outcome: outcome, at: Date())
-                }
+            startCommand(provision.destroy, named: "destroy", vm: vm, provision: provision, record: execution) { outcome in
+                try await self.store.recordVMDestroyed(vm.name, outcome: outcome, at: Date())
             }
         }
     }

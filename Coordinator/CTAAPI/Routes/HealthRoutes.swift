@@ -40,8 +40,8 @@ extension API {
         }
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of the coordinator's state, read from the database and the
-    /// broker at scrape time, and of this process's HTTP requests.
+    /// The Prometheus text exposition (format 0.0.4): executions and machines read from the database, queue depths
+    /// from the broker, and what this process counted (dispatch latency, results stored, HTTP requests).
     func metricsText() async throws -> String {
         var out = MetricsWriter()
         let executions = store.store.executionsCollection
@@ -50,24 +50,13 @@ extension API {
             out.sample("cta_executions", ["phase": phase], Double(try await executions.count(["phase": .string(phase)])))
         }
 
-        // Trigger to dispatch, over the most recent dispatched executions.
-        let recent = try await executions.find(
-            ["dispatchedAt": ["$ne": .null]], sort: .descending("createdAt"),
-            projection: .including("createdAt", "dispatchedAt"), limit: MetricsWriter.latencyWindow, as: BSONDocument.self)
-        var latencies: [Double] = []
-        for row in recent {
-            if case .date(let created)? = row["createdAt"], case .date(let dispatched)? = row["dispatchedAt"] {
-                latencies.append(max(0, dispatched.timeIntervalSince(created)))
-            }
-        }
         out.header(
-            "cta_dispatch_latency_seconds",
-            "Time from an execution's request to its dispatch, over the last \(MetricsWriter.latencyWindow) dispatched executions.",
+            "cta_dispatch_latency_seconds", "Time from an execution's request to its dispatch by this coordinator.",
             type: "histogram")
-        out.histogram("cta_dispatch_latency_seconds", latencies, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+        out.histogram("cta_dispatch_latency_seconds", coordinator.metrics.dispatchLatency)
 
-        out.header("cta_results_ingested_total", "Test results stored.", type: "counter")
-        out.sample("cta_results_ingested_total", [:], Double(try await store.store.resultsCollection.count()))
+        out.header("cta_results_ingested_total", "Test results stored by this coordinator.", type: "counter")
+        out.sample("cta_results_ingested_total", [:], Double(coordinator.metrics.resultsStored))
 
         out.header("cta_queue_depth", "Messages ready in the coordinator's queues.", type: "gauge")
         if let depths = try? await coordinator.queueDepths(Topology.coordinatorQueues.map(\.name)) {
@@ -89,7 +78,6 @@ extension API {
 
 /// Writes the Prometheus text format.
 struct MetricsWriter {
-    static let latencyWindow = 10_000
     var text = ""
 
     mutating func header(_ name: String, _ help: String, type: String) {
@@ -100,13 +88,13 @@ struct MetricsWriter {
         text += name + Self.labels(labels) + " " + Self.number(value) + "\n"
     }
 
-    mutating func histogram(_ name: String, _ values: [Double], buckets: [Double]) {
-        for bound in buckets {
-            sample("\(name)_bucket", ["le": Self.number(bound)], Double(values.filter { $0 <= bound }.count))
+    mutating func histogram(_ name: String, _ histogram: CoordinatorMetrics.Histogram) {
+        for (bound, count) in zip(histogram.bounds, histogram.counts) {
+            sample("\(name)_bucket", ["le": Self.number(bound)], Double(count))
         }
-        sample("\(name)_bucket", ["le": "+Inf"], Double(values.count))
-        sample("\(name)_sum", [:], values.reduce(0, +))
-        sample("\(name)_count", [:], Double(values.count))
+        sample("\(name)_bucket", ["le": "+Inf"], Double(histogram.count))
+        sample("\(name)_sum", [:], histogram.sum)
+        sample("\(name)_count", [:], Double(histogram.count))
     }
 
     static func labels(_ labels: [String: String]) -> String {

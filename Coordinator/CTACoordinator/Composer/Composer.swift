@@ -126,7 +126,9 @@ extension Coordinator {
         let holder = settings.instance
         do {
             try await publishPlan(plan, record: record)
-            try await store.markDispatched(execution, holder: holder, at: Date())
+            let dispatched = Date()
+            try await store.markDispatched(execution, holder: holder, at: dispatched)
+            metrics.dispatched(after: dispatched.timeIntervalSince(record.createdAt))
             logger.info(
                 "execution dispatched",
                 metadata: [

@@ -150,6 +150,7 @@ extension Coordinator {
                 await connection.deadLetter(deliveries[index], queue: queue, error: error, rejecter: source.description, logger: logger)
             }
         }
+        metrics.stored(results: counters.values.reduce(0) { $0 + Int($1.total) })
         let newCounts = counters
         _ = try? await retryingStore("count results") { try await self.store.addToCounters(newCounts) }
         for (index, write) in writes.enumerated() where write != .sequenceConflict { deliveries[index].ack() }

@@ -15,6 +15,10 @@ extension MongoStore {
         ])
     }
 
+    /// The states of a VM that may still exist.
+    static let undestroyedStates = BSONValue.array(
+        [VMRecord.State.creating, .created, .createFailed, .destroying].map { .string($0.rawValue) })
+
     public func createVM(_ vm: VMRecord) async throws -> Bool {
         try await insertIdempotently([vm], into: vmsCollection)[0] == .stored
     }
@@ -33,15 +37,13 @@ extension MongoStore {
     }
 
     public func undestroyedVMs() async throws -> [VMRecord] {
-        let open = [VMRecord.State.creating, .created, .createFailed, .destroying].map { BSONValue.string($0.rawValue) }
-        return try await findDecodable(vmsCollection, ["state": ["$in": .array(open)]], limit: 1000)
+        try await findDecodable(vmsCollection, ["state": ["$in": Self.undestroyedStates]], limit: 1000)
     }
 
     public func claimVMDestruction(_ name: MachineName, holder: String, now: Date, until: Date) async throws -> Bool {
-        let open = [VMRecord.State.creating, .created, .createFailed, .destroying].map { BSONValue.string($0.rawValue) }
         let result = try await vmsCollection.updateOne(
             [
-                "_id": .string(name.rawValue), "state": ["$in": .array(open)],
+                "_id": .string(name.rawValue), "state": ["$in": Self.undestroyedStates],
                 "destroyClaimedUntil": ["$not": ["$gte": .date(now)]],
             ],
             .set([

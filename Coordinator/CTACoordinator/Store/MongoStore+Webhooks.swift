@@ -32,17 +32,9 @@ extension MongoStore {
             "state": .string(WebhookDeliveryState.pending.rawValue), "nextAttemptAt": ["$lte": .date(now)],
             "claimedUntil": ["$not": ["$gte": .date(now)]],
         ]
-        let candidates = try await webhookDeliveriesCollection.find(
-            due, sort: .ascending("nextAttemptAt"), projection: .including("_id"), limit: 8, as: BSONDocument.self)
-        for candidate in candidates {
-            guard let id = candidate["_id"] else { continue }
-            let claimed = try await webhookDeliveriesCollection.updateOne(
-                due.merging(["_id": id]),
-                .set(["claimedBy": .string(holder), "claimToken": .string(token), "claimedUntil": .date(until)]))
-            guard claimed.modifiedCount == 1 else { continue }
-            return try await findDecodable(webhookDeliveriesCollection, ["_id": id], limit: 1).first
-        }
-        return nil
+        return try await claimOne(
+            in: webhookDeliveriesCollection, due: due, oldestFirst: "nextAttemptAt",
+            set: ["claimedBy": .string(holder), "claimToken": .string(token), "claimedUntil": .date(until)])
     }
 
     public func renewWebhookClaim(_ delivery: String, token: String, until: Date) async throws -> Bool {

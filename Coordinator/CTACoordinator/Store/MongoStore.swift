@@ -303,15 +303,24 @@ public struct MongoStore: Store {
             "phase": "pending", "dispatchedAt": .null, "nextAttemptAt": ["$lte": .date(now)],
             "claimedUntil": ["$not": ["$gte": .date(now)]],
         ]
-        let candidates = try await executionsCollection.find(
-            due, sort: .ascending("nextAttemptAt"), projection: .including("_id"), limit: 8, as: BSONDocument.self)
+        return try await claimOne(
+            in: executionsCollection, due: due, oldestFirst: "nextAttemptAt",
+            set: ["claimedBy": .string(holder), "claimedUntil": .date(until)])
+    }
+
+    /// Claims one document matching `due`, oldest by `oldestFirst` first: a read of a few candidates, then a
+    /// conditional update of each by id until one is won (another claimant may take one between the read and the
+    /// update), then a read of the winner.
+    func claimOne<Record: Codable & Sendable>(
+        in collection: MongoCollection<Record>, due: BSONDocument, oldestFirst: String, set fields: BSONDocument
+    ) async throws -> Record? {
+        let candidates = try await collection.find(
+            due, sort: .ascending(oldestFirst), projection: .including("_id"), limit: 8, as: BSONDocument.self)
         for candidate in candidates {
             guard let id = candidate["_id"] else { continue }
-            let claimed = try await executionsCollection.updateOne(
-                due.merging(["_id": id]), .set(["claimedBy": .string(holder), "claimedUntil": .date(until)]))
-            // Another composer took it between the read and the claim: try the next one.
+            let claimed = try await collection.updateOne(due.merging(["_id": id]), .set(fields))
             guard claimed.modifiedCount == 1 else { continue }
-            return try await findDecodable(executionsCollection, ["_id": id], limit: 1).first
+            return try await findDecodable(collection, ["_id": id], limit: 1).first
         }
         return nil
     }
