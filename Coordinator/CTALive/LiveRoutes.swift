@@ -66,6 +66,18 @@ public enum LiveRoutes {
                 if case .deny(let code, let message) = decision {
                     context.logger.notice("live feed connection refused", metadata: ["cta.error": "\(code): \(message)"])
                     try await outbound.write(.text(LiveProtocol.errorFrame(LiveProtocolError(code: code, message: message))))
+                    // Closing at once can lose the frame on the client's side: keep the connection until the client
+                    // closes it (having read why), two seconds at most; what it sends meanwhile is dropped.
+                    await withTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            do {
+                                for try await _ in inbound.messages(maxSize: configuration.maximumMessageSize) {}
+                            } catch {}
+                        }
+                        group.addTask { try? await Task.sleep(for: .seconds(2)) }
+                        await group.next()
+                        group.cancelAll()
+                    }
                     return  // the handler's end closes the connection
                 }
                 let connection = LiveConnection(
