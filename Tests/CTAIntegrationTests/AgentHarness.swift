@@ -304,8 +304,16 @@ extension Array where Element == Envelope {
         compactMap(\.result).filter { $0.executionID == execution }
     }
 
+    /// A part's final state, once every event of the part (its seqs `firstSeq...lastSeq` from its machine) has
+    /// arrived too, as the coordinator proves a part complete: results and states come through different queues, so
+    /// the final state alone can arrive before the last results.
     func finalState(_ execution: ExecutionID, machine: MachineName? = nil) -> ExecutionStateChange? {
-        states(execution).first { $0.state.isFinal && (machine == nil || $0.machine == machine) }
+        states(execution).first { final in
+            guard final.state.isFinal, machine == nil || final.machine == machine else { return false }
+            guard let first = final.firstSeq, let last = final.lastSeq, first <= last else { return true }
+            let received = Set(filter { $0.source == .agent(final.machine) && $0.type.isSequenced }.compactMap(\.seq))
+            return (first...last).allSatisfy(received.contains)
+        }
     }
 
     /// The events with distinct ids, first arrival kept.
