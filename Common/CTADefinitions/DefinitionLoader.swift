@@ -225,6 +225,9 @@ public enum DefinitionLoader {
             case .scenario(let scenario): set.scenarios[scenario.id] = scenario
             case nil: break
             }
+            if document.definition != nil, let owners = document.owners {
+                set.owners["\(document.kind.rawValue)/\(id)"] = owners
+            }
         }
         guard checkReferences else { return set }
         for document in documents {

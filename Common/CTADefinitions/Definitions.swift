@@ -168,15 +168,19 @@ public struct DefinitionSet: Hashable, Sendable {
     public var suites: [SuiteID: SuiteDefinition]
     public var configurations: [ConfigurationID: ConfigurationDefinition]
     public var scenarios: [ScenarioID: ScenarioDefinition]
+    /// The user groups owning a definition, by `"<kind>/<id>"` (`"scenario/nightly"`), for the definitions whose
+    /// file names `owners`; the others keep the owners they have.
+    public var owners: [String: [String]]
 
     public init(
         tests: [TestID: TestDefinition] = [:], suites: [SuiteID: SuiteDefinition] = [:],
         configurations: [ConfigurationID: ConfigurationDefinition] = [:],
-        scenarios: [ScenarioID: ScenarioDefinition] = [:]
+        scenarios: [ScenarioID: ScenarioDefinition] = [:], owners: [String: [String]] = [:]
     ) {
         self.tests = tests
         self.suites = suites
         self.configurations = configurations
         self.scenarios = scenarios
+        self.owners = owners
     }
 }

@@ -7,18 +7,20 @@ import Foundation
 
 extension DocumentReader {
     static let testKeys = [
-        "kind", "id", "name", "description", "stages", "inputs", "env", "timeout", "expectedDuration",
+        "kind", "id", "name", "description", "stages", "inputs", "env", "timeout", "expectedDuration", "owners",
     ]
     static let stageKeys = ["name", "run", "stop", "cwd", "env", "timeout", "mandatory", "report"]
     static let reportKeys = ["format", "path"]
     static let inputKeys = ["git"]
     static let gitKeys = ["url", "ref", "path", "into"]
-    static let suiteKeys = ["kind", "id", "name", "description", "tests"]
-    static let configurationKeys = ["kind", "id", "name", "description", "machines", "groups", "tags", "env", "provision"]
+    static let suiteKeys = ["kind", "id", "name", "description", "tests", "owners"]
+    static let configurationKeys = [
+        "kind", "id", "name", "description", "machines", "groups", "tags", "env", "provision", "owners",
+    ]
     static let provisionKeys = ["create", "destroy", "vmTimeout", "commandTimeout"]
     static let scenarioKeys = [
         "kind", "id", "name", "description", "suite", "configuration", "runMode", "timeouts", "env", "schedule",
-        "webhooks", "chain",
+        "webhooks", "chain", "owners",
     ]
     static let timeoutKeys = ["pending", "running"]
     static let scheduleKeys = ["cron", "at"]

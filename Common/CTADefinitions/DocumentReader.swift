@@ -47,6 +47,8 @@ struct ReadDocument {
     var definition: Definition?
     var references: [Reference]
     var runModeUse: RunModeUse?
+    /// The user groups named by `owners`, when the document names any (an empty list included).
+    var owners: [String]?
 }
 
 /// A mapping's values by key, once its keys were checked against the keys it may have.
@@ -153,6 +155,12 @@ struct DocumentReader {
         case .configuration: definition = readConfiguration(root).map(ReadDocument.Definition.configuration)
         case .scenario: definition = readScenario(root).map(ReadDocument.Definition.scenario)
         }
+        // Every kind may name the user groups that own it (the API's access rules); the key was checked with the
+        // kind's other keys.
+        var owners: [String]?
+        if let entry = entries.first(where: { $0.name == "owners" }), !entry.value.isNull {
+            owners = names(entry.value, YAMLPath.root.appending("owners"), GroupName.self).map(\.rawValue)
+        }
         return ReadDocument(
             kind: kind,
             file: file,
@@ -161,7 +169,8 @@ struct DocumentReader {
             subject: subject,
             definition: errors.count == before ? definition : nil,
             references: references,
-            runModeUse: runModeUse
+            runModeUse: runModeUse,
+            owners: owners
         )
     }
 

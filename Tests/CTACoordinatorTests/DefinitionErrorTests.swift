@@ -23,7 +23,7 @@ struct DefinitionErrorTests {
                 "defs.yaml:1: scenario s: runMode: missing required key",
                 "defs.yaml:5: scenario s: runmode: unknown key; did you mean runMode?",
                 "defs.yaml:6: scenario s: colour: unknown key; the keys of a scenario are kind, id, name, description, "
-                    + "suite, configuration, runMode, timeouts, env, schedule, webhooks, chain",
+                    + "suite, configuration, runMode, timeouts, env, schedule, webhooks, chain, owners",
                 "defs.yaml:8: scenario s: timeouts.pendng: unknown key; did you mean pending?",
             ])
         #expect(errors.map(\.code) == [.missingKey, .unknownKey, .unknownKey, .unknownKey])
@@ -360,5 +360,37 @@ struct DefinitionErrorTests {
             #expect(error.errors.allSatisfy { $0.code == .duplicateID })
             #expect(error.description == error.errors.map(\.description).joined(separator: "\n"))
         }
+    }
+
+    @Test("owners: a list of group names on any kind, kept by kind and id; a bad name or shape names its line")
+    func owners() throws {
+        let set = try loadWithBase(
+            """
+            kind: test
+            id: owned
+            owners: [qa, web-team]
+            stages: [{name: run, run: "true"}]
+            ---
+            kind: scenario
+            id: nobody
+            suite: suite1
+            configuration: anywhere
+            runMode: mono
+            owners: []
+            """)
+        #expect(set.owners == ["test/owned": ["qa", "web-team"], "scenario/nobody": []])
+        let errors = problems(
+            """
+            kind: suite
+            id: s
+            tests: [t1]
+            owners: qa
+            ---
+            kind: configuration
+            id: c
+            owners: ["-bad"]
+            """)
+        #expect(errors.map(\.line) == [4, 8], "\(errors)")
+        #expect(errors.allSatisfy { $0.key.hasSuffix("owners") || $0.key.hasSuffix("owners[0]") }, "\(errors)")
     }
 }

@@ -7,93 +7,96 @@ import CTADefinitions
 
 @Suite("Definition loader: every field read")
 struct DefinitionLoaderTests {
+    /// A document of each kind with every key.
+    static let everyKey = """
+        kind: test
+        id: login-ui
+        name: Login through the web form
+        description: A known user logs in and sees the dashboard
+        inputs:
+          - git: {url: "https://git.example.com/qa/login-tests.git", ref: main, path: ui, into: src}
+          - git:
+              url: https://git.example.com/qa/fixtures.git
+        env:
+          BROWSER: firefox
+          RETRIES: 3
+          EMPTY:
+        timeout: 10m
+        expectedDuration: 1m35s
+        stages:
+          - name: setup
+            run: npm ci
+            cwd: src
+            timeout: 5m
+          - name: test
+            run: |
+              npx playwright test \\
+                --reporter=junit
+            stop: pkill -INT -f playwright
+            cwd: src
+            env:
+              PLAYWRIGHT_JUNIT_OUTPUT_NAME: results.xml
+            mandatory: false
+            report: {format: junit, path: results.xml}
+          - name: prove
+            run: prove -v t/login.t
+            mandatory: yes
+            report:
+              format: tap
+        ---
+        kind: suite
+        id: login-suite
+        name: Login
+        description: Everything about logging in
+        tests: [login-ui]
+        ---
+        kind: configuration
+        id: linux-firefox
+        name: Linux with Firefox
+        description: Lab machines with a display
+        machines: [lab-01, lab-02, lab-01]
+        groups:
+          - linux-pool
+        tags:
+          browser: firefox
+          display: "*"
+          cores: 8
+        env:
+          TARGET_URL: https://staging.example.com
+        ---
+        kind: scenario
+        id: nightly-login
+        name: Nightly login checks
+        description: Every weekday night
+        suite: login-suite
+        configuration: linux-firefox
+        runMode: group
+        timeouts: {pending: 30m, running: 2h}
+        env: {LEVEL: full}
+        schedule:
+          cron: "0 2 * * 1-5"
+          at: 2025-03-14T09:00:00Z
+        webhooks:
+          - url: https://hooks.example.com/cta
+            on: [finished, timeout, finished]
+            secret: s3cret
+          - url: http://localhost:8080/hook
+        chain:
+          - scenario: cleanup
+            on: [finished, cancelled]
+          - scenario: cleanup
+        ---
+        kind: scenario
+        id: cleanup
+        suite: login-suite
+        configuration: linux-firefox
+        runMode: mono
+        schedule: {cron: "@daily"}
+        """
+
     @Test("a document of each kind, with every key, maps onto the model")
     func everyField() throws {
-        let text = """
-            kind: test
-            id: login-ui
-            name: Login through the web form
-            description: A known user logs in and sees the dashboard
-            inputs:
-              - git: {url: "https://git.example.com/qa/login-tests.git", ref: main, path: ui, into: src}
-              - git:
-                  url: https://git.example.com/qa/fixtures.git
-            env:
-              BROWSER: firefox
-              RETRIES: 3
-              EMPTY:
-            timeout: 10m
-            expectedDuration: 1m35s
-            stages:
-              - name: setup
-                run: npm ci
-                cwd: src
-                timeout: 5m
-              - name: test
-                run: |
-                  npx playwright test \\
-                    --reporter=junit
-                stop: pkill -INT -f playwright
-                cwd: src
-                env:
-                  PLAYWRIGHT_JUNIT_OUTPUT_NAME: results.xml
-                mandatory: false
-                report: {format: junit, path: results.xml}
-              - name: prove
-                run: prove -v t/login.t
-                mandatory: yes
-                report:
-                  format: tap
-            ---
-            kind: suite
-            id: login-suite
-            name: Login
-            description: Everything about logging in
-            tests: [login-ui]
-            ---
-            kind: configuration
-            id: linux-firefox
-            name: Linux with Firefox
-            description: Lab machines with a display
-            machines: [lab-01, lab-02, lab-01]
-            groups:
-              - linux-pool
-            tags:
-              browser: firefox
-              display: "*"
-              cores: 8
-            env:
-              TARGET_URL: https://staging.example.com
-            ---
-            kind: scenario
-            id: nightly-login
-            name: Nightly login checks
-            description: Every weekday night
-            suite: login-suite
-            configuration: linux-firefox
-            runMode: group
-            timeouts: {pending: 30m, running: 2h}
-            env: {LEVEL: full}
-            schedule:
-              cron: "0 2 * * 1-5"
-              at: 2025-03-14T09:00:00Z
-            webhooks:
-              - url: https://hooks.example.com/cta
-                on: [finished, timeout, finished]
-                secret: s3cret
-              - url: http://localhost:8080/hook
-            chain:
-              - scenario: cleanup
-                on: [finished, cancelled]
-              - scenario: cleanup
-            ---
-            kind: scenario
-            id: cleanup
-            suite: login-suite
-            configuration: linux-firefox
-            runMode: mono
-            schedule: {cron: "@daily"}
-            """
+        let text = Self.everyKey
         let set = try DefinitionLoader.load(text: text, path: "all.yaml")
 
         let test = TestDefinition(
@@ -299,5 +302,46 @@ struct DefinitionFileTests {
             set.scenarios[ScenarioID(unchecked: "example-mono")]?.chain.map(\.scenario) == [
                 ScenarioID(unchecked: "example-group")
             ])
+    }
+
+    @Test("written back in file shape, every definition loads again to the same model; webhook secrets only on request")
+    func writtenBackLoadsTheSame() throws {
+        var examples: [DefinitionSource] = []
+        for file in ["configuration.yaml", "scenarios.yaml", "suite.yaml", "tests-system.yaml", "tests-tools.yaml"] {
+            let path = RepositoryFile.path("examples/" + file)
+            examples.append(DefinitionSource(path: path, text: try String(contentsOfFile: path, encoding: .utf8)))
+        }
+        for sources in [[DefinitionSource(path: "all.yaml", text: DefinitionLoaderTests.everyKey)], examples] {
+            let set = try DefinitionLoader.load(sources: sources)
+            #expect(!set.tests.isEmpty && !set.scenarios.isEmpty)
+            var documents: [DefinitionValue] = []
+            documents += set.tests.values.map { DefinitionWriter.write($0) }
+            documents += set.suites.values.map { DefinitionWriter.write($0) }
+            documents += set.configurations.values.map { DefinitionWriter.write($0) }
+            documents += set.scenarios.values.map { DefinitionWriter.write($0, secrets: .include) }
+            // JSON is YAML: the API takes the written shape as JSON.
+            let text = documents.map(Self.json).joined(separator: "\n---\n")
+            var again = try DefinitionLoader.load(sources: [DefinitionSource(path: "written.yaml", text: text)])
+            again.owners = set.owners
+            #expect(again == set, "\(sources.map(\.path))")
+        }
+        let scenario = try #require(
+            try DefinitionLoader.load(text: DefinitionLoaderTests.everyKey, path: "all.yaml").scenarios[ScenarioID(unchecked: "nightly-login")])
+        #expect(Self.json(DefinitionWriter.write(scenario, secrets: .include)).contains("s3cret"))
+        #expect(!Self.json(DefinitionWriter.write(scenario, secrets: .omit)).contains("secret"))
+        #expect(DefinitionWriter.duration(Milliseconds(5_400_000)) == .text("90m"))
+        #expect(DefinitionWriter.duration(Milliseconds(1500)) == .text("1500ms"))
+        #expect(DefinitionWriter.duration(Milliseconds(7_200_000)) == .text("2h"))
+    }
+
+    static func json(_ value: DefinitionValue) -> String {
+        switch value {
+        case .text(let text):
+            let data = try? JSONSerialization.data(withJSONObject: [text], options: [.fragmentsAllowed])
+            return String(decoding: (data ?? Data()).dropFirst().dropLast(), as: UTF8.self)
+        case .bool(let flag): return flag ? "true" : "false"
+        case .list(let items): return "[" + items.map(json).joined(separator: ",") + "]"
+        case .map(let fields): return "{" + fields.map { json(.text($0.key)) + ":" + json($0.value) }.joined(separator: ",") + "}"
+        }
     }
 }

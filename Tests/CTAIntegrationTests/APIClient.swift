@@ -15,6 +15,7 @@ struct APIResponse: Sendable, CustomStringConvertible {
     var text: String { String(decoding: body, as: UTF8.self) }
     var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:] }
     var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+    var errorMessage: String { (json["error"] as? [String: Any])?["message"] as? String ?? "" }
     var errorField: String? { (json["error"] as? [String: Any])?["field"] as? String }
     var items: [[String: Any]] { json["items"] as? [[String: Any]] ?? [] }
     var description: String { "\(status) \(text.prefix(400))" }

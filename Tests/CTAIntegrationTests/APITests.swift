@@ -232,6 +232,18 @@ final class APIScene: Sendable {
             "/v1/scenarios/\(ids.otherScenario)",
             ["suite": "api-\(suffix)", "configuration": "api-\(suffix)", "runMode": "mono", "owners": [otherGroup]],
             token: admin)
+        // What GET answers, PUT takes back as it is, and nothing changes.
+        for path in ["/v1/tests/\(ids.test)", "/v1/configurations/api-\(suffix)", "/v1/scenarios/\(ids.scenario)"] {
+            let got = try await https.get(path, token: tester)
+            #expect(got.status == 200 && got.json["kind"] != nil && got.json["selector"] == nil, "\(got)")
+            let back = try await https.request("PUT", path, token: tester, json: got.json)
+            #expect(back.status == 200, "PUT \(path) with its GET body: \(back)")
+            var before = got.json
+            var after = try await https.get(path, token: tester).json
+            before["updatedAt"] = nil
+            after["updatedAt"] = nil
+            #expect(NSDictionary(dictionary: before) == NSDictionary(dictionary: after), "\(path)")
+        }
         // Replacing is 200; a tester cannot give away ownership to a group not theirs.
         try await put(
             "/v1/tests/\(ids.test)",
@@ -255,6 +267,28 @@ final class APIScene: Sendable {
         let applied = try await https.request(
             "POST", "/v1/definitions", token: admin, body: Array(good.utf8), headers: [("Content-Type", "application/yaml")])
         #expect(applied.status == 200 && (applied.json["applied"] as? [String: Any])?["tests"] as? Int == 1, "\(applied)")
+        // A tester adds definitions with a file by naming owners among their groups; a new one without owners, or
+        // with another group as owner, is refused and nothing of the file is stored.
+        func apply(_ text: String) async throws -> APIResponse {
+            try await https.request(
+                "POST", "/v1/definitions?file=team.yaml", token: tester, body: Array(text.utf8),
+                headers: [("Content-Type", "application/yaml")])
+        }
+        let owned = "kind: test\nid: team-\(suffix)\nowners: [\(group)]\nstages:\n  - name: run\n    run: true\n"
+        let unowned = "kind: test\nid: loose-\(suffix)\nstages:\n  - name: run\n    run: true\n"
+        let foreign = "kind: test\nid: foreign-\(suffix)\nowners: [\(otherGroup)]\nstages:\n  - name: run\n    run: true\n"
+        let refusedNew = try await apply(owned + "---\n" + unowned)
+        #expect(refusedNew.status == 403 && refusedNew.errorMessage.contains("test loose-\(suffix) (new: give it owners"), "\(refusedNew)")
+        let refusedForeign = try await apply(foreign)
+        #expect(refusedForeign.status == 403 && refusedForeign.errorMessage.contains("owners must be groups of yours"), "\(refusedForeign)")
+        #expect(try await https.get("/v1/tests/team-\(suffix)", token: admin).status == 404)
+        let teamApplied = try await apply(owned)
+        #expect(teamApplied.status == 200, "\(teamApplied)")
+        // Applying it again without owners (and through the store, as `cta-coordinator apply` does) keeps them.
+        let again = try await apply(owned.replacingOccurrences(of: "owners: [\(group)]\n", with: ""))
+        #expect(again.status == 200, "\(again)")
+        let stored = try await https.get("/v1/tests/team-\(suffix)", token: tester)
+        #expect(stored.status == 200 && stored.json["owners"] as? [String] == [group], "\(stored)")
         return ids
     }
 

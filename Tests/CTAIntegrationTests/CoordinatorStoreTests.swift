@@ -40,6 +40,28 @@ struct CoordinatorStoreTests {
         }
     }
 
+    @Test("definition files keep the owners they do not name (cta-coordinator apply, serve --definitions) and set those they do")
+    func definitionOwners() async throws {
+        try await withMongoDatabase("cta-store") { _, database in
+            let store = MongoStore(database: database)
+            try await store.prepare()
+            let text = "kind: test\nid: owned\nowners: [qa]\nstages: [{name: run, run: \"true\"}]\n"
+            try await store.save(try DefinitionLoader.load(text: text, path: "a.yaml"))
+            func owners() async throws -> [String]? {
+                guard case .array(let values)? = try await database.collection("tests").findOne(["_id": "owned"])?["owners"]
+                else { return nil }
+                return values.compactMap(\.stringValue)
+            }
+            #expect(try await owners() == ["qa"])
+            let edited = text.replacingOccurrences(of: "owners: [qa]\n", with: "").replacingOccurrences(of: "true", with: "false")
+            try await store.save(try DefinitionLoader.load(text: edited, path: "a.yaml"))
+            #expect(try await owners() == ["qa"], "a file without owners keeps them")
+            #expect(try await store.tests([TestID(unchecked: "owned")]).values.first?.stages.first?.run == "false")
+            try await store.save(try DefinitionLoader.load(text: text.replacingOccurrences(of: "[qa]", with: "[web, qa]"), path: "a.yaml"))
+            #expect(try await owners() == ["web", "qa"])
+        }
+    }
+
     @Test("a refused event's seq counts as received, once, however often it was refused")
     func rejectionsCount() async throws {
         try await withMongoDatabase("cta-store") { _, database in

@@ -16,7 +16,7 @@ extension API {
                 let (items, next) = try await self.store.definitionsPage(kind, try request.page()) {
                     Policy.canSee(principal, owners: $0.owners)
                 }
-                return JSON.response(Page(items: items.map { Self.view($0) }, next: next?.encoded))
+                return JSON.response(Page(items: items.map { Self.view($0, kind: kind) }, next: next?.encoded))
             }
             router.get("/v1/\(kind.rawValue)/:id") { request, context in
                 let principal = try await self.user(request)
@@ -24,7 +24,7 @@ extension API {
                 guard let stored = try await self.store.definition(kind, id: id),
                     Policy.canSee(principal, owners: stored.owners)
                 else { throw APIError.notFound("no \(kind.yamlKind) \(id)") }
-                return JSON.response(Self.view(stored))
+                return JSON.response(Self.view(stored, kind: kind))
             }
             router.put("/v1/\(kind.rawValue)/:id") { request, context in
                 try await self.put(kind, id: context.parameter("id"), request: request)
@@ -47,13 +47,38 @@ extension API {
         router.post("/v1/definitions") { request, _ in try await self.applyYAML(request) }
     }
 
-    /// A stored definition as answered: the definition's members, its `owners` and `updatedAt`.
-    static func view(_ stored: StoredDefinition) -> JSONValue {
+    /// A stored definition as answered: its keys as a definition file has them (what `PUT` takes back, and
+    /// without webhook secrets), its `owners` and `updatedAt` (which `PUT` ignores).
+    static func view(_ stored: StoredDefinition, kind: DefinitionKindName) -> JSONValue {
         var members: [String: JSONValue] = [:]
-        if case .object(let definition) = jsonValue(stored.definition) { members = definition }
+        if case .object(let definition)? = fileShape(stored.definition, kind: kind).map(json) { members = definition }
         members["owners"] = .array(stored.owners.map { .string($0) })
         members["updatedAt"] = stored.updatedAt.map { .string(JSON.timestamp($0)) } ?? .null
         return .object(members)
+    }
+
+    /// The stored model in its file shape; nil for a document that does not decode (reported by the store).
+    static func fileShape(_ document: BSONDocument, kind: DefinitionKindName) -> DefinitionValue? {
+        let decoder = BSONDecoder()
+        switch kind {
+        case .tests: return (try? decoder.decode(TestDefinition.self, from: document)).map { DefinitionWriter.write($0) }
+        case .suites: return (try? decoder.decode(SuiteDefinition.self, from: document)).map { DefinitionWriter.write($0) }
+        case .configurations:
+            return (try? decoder.decode(ConfigurationDefinition.self, from: document)).map { DefinitionWriter.write($0) }
+        case .scenarios:
+            return (try? decoder.decode(ScenarioDefinition.self, from: document)).map {
+                DefinitionWriter.write($0, secrets: .omit)
+            }
+        }
+    }
+
+    static func json(_ value: DefinitionValue) -> JSONValue {
+        switch value {
+        case .text(let text): .string(text)
+        case .bool(let flag): .bool(flag)
+        case .list(let items): .array(items.map(json))
+        case .map(let fields): .object(Dictionary(fields.map { ($0.key, json($0.value)) }) { first, _ in first })
+        }
     }
 
     /// `PUT /v1/{kind}/{id}`: create (201) or replace (200).
@@ -63,6 +88,8 @@ extension API {
         guard case .object(var members) = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else {
             throw APIError.badRequest("the body is not a JSON object")
         }
+        // What GET answers besides the definition: read-only, so a GET body can be sent back as it is.
+        members.removeValue(forKey: "updatedAt")
         var owners: [String]?
         if let given = members.removeValue(forKey: "owners"), given != .null {
             try BodySchema.array(.string(maxLength: 128, rule: Rules.name), maxCount: 100).validate(given, path: "owners")
@@ -91,12 +118,26 @@ extension API {
             throw APIError(.forbidden, "give owners: one or more of your groups", field: "owners")
         }
         let text = String(decoding: JSON.encode(JSONValue.object(members)), as: UTF8.self)
-        let set = try await load([DefinitionSource(path: "body", text: text)], prefix: "\(kind.yamlKind) \(id): ")
+        var set = try await load([DefinitionSource(path: "body", text: text)], prefix: "\(kind.yamlKind) \(id): ")
+        if let existing, kind == .scenarios { Self.keepSecrets(of: existing, in: &set) }
         var ownerMap: [String: [String]] = [:]
         if let owners { ownerMap["\(kind.yamlKind)/\(id)"] = owners }
         let created = try await store.save(set, owners: ownerMap)
         guard let stored = try await store.definition(kind, id: id) else { throw APIError(.internal, "the definition was not stored") }
-        return JSON.response(Self.view(stored), status: created.isEmpty ? .ok : .created)
+        return JSON.response(Self.view(stored, kind: kind), status: created.isEmpty ? .ok : .created)
+    }
+
+    /// GET never shows webhook secrets, so a scenario sent back without them keeps the stored ones: a webhook
+    /// given without `secret` keeps the secret of the stored webhook with the same URL.
+    static func keepSecrets(of existing: StoredDefinition, in set: inout DefinitionSet) {
+        guard let stored = try? BSONDecoder().decode(ScenarioDefinition.self, from: existing.definition) else { return }
+        let secrets = Dictionary(stored.webhooks.compactMap { hook in hook.secret.map { (hook.url, $0) } }) { first, _ in first }
+        for (id, var scenario) in set.scenarios {
+            for index in scenario.webhooks.indices where scenario.webhooks[index].secret == nil {
+                scenario.webhooks[index].secret = secrets[scenario.webhooks[index].url]
+            }
+            set.scenarios[id] = scenario
+        }
     }
 
     /// `POST /v1/definitions`: a multi-document YAML file; nothing is stored when anything is wrong.
@@ -107,16 +148,24 @@ extension API {
         guard let text = String(validating: bytes, as: UTF8.self) else { throw APIError.badRequest("the body is not UTF-8 text") }
         let file = request.query("file") ?? "body.yaml"
         let set = try await load([DefinitionSource(path: file, text: text)], prefix: nil)
-        // Every definition must be the user's to change: existing ones by their owners, new ones (which a file
-        // cannot give owners) only by an admin.
+        // Every definition must be the user's to change: an existing one by its owners; a new one needs owners in
+        // the file (groups of the user's), unless an admin adds it; owners a file names must be groups of the user's.
         var refused: [String] = []
         func check(_ kind: DefinitionKindName, _ ids: [String]) async throws {
             for id in ids {
-                let owners = try await store.definition(kind, id: id)?.owners
-                let decision =
-                    owners.map { Policy.decide(.applyDefinition, principal: principal, owners: $0) }
-                    ?? (Policy.mayAssign(owners: [], principal: principal) ? .allow : .forbidden)
-                if decision != .allow { refused.append("\(kind.yamlKind) \(id)") }
+                let subject = "\(kind.yamlKind) \(id)"
+                let given = set.owners["\(kind.yamlKind)/\(id)"]
+                if let given, !Policy.mayAssign(owners: given, principal: principal) {
+                    refused.append("\(subject) (owners must be groups of yours)")
+                    continue
+                }
+                if let existing = try await store.definition(kind, id: id)?.owners {
+                    if Policy.decide(.applyDefinition, principal: principal, owners: existing) != .allow {
+                        refused.append("\(subject) (not yours to change)")
+                    }
+                } else if given == nil, !Policy.mayAssign(owners: [], principal: principal) {
+                    refused.append("\(subject) (new: give it owners, one or more of your groups)")
+                }
             }
         }
         try await check(.tests, set.tests.keys.map(\.rawValue))
@@ -124,8 +173,7 @@ extension API {
         try await check(.configurations, set.configurations.keys.map(\.rawValue))
         try await check(.scenarios, set.scenarios.keys.map(\.rawValue))
         guard refused.isEmpty else {
-            throw APIError.forbidden("not yours to change (or new, which only an admin may add without owners): "
-                + refused.sorted().joined(separator: ", "))
+            throw APIError.forbidden("nothing was applied: " + refused.sorted().joined(separator: "; "))
         }
         try await store.save(set)
         return JSON.response([

@@ -78,10 +78,11 @@ extension APIStore {
         return ids
     }
 
-    /// Saves definitions, keeping each one's owners unless `owners` gives new ones (by YAML kind and id). Returns
-    /// the ids that did not exist before.
+    /// Saves definitions, keeping each one's owners unless `owners` or the set's own `owners` (from the files)
+    /// give new ones (by YAML kind and id; `owners` wins). Returns the ids that did not exist before.
     @discardableResult
-    public func save(_ set: DefinitionSet, owners: [String: [String]] = [:]) async throws -> Set<String> {
+    public func save(_ set: DefinitionSet, owners explicit: [String: [String]] = [:]) async throws -> Set<String> {
+        let owners = set.owners.merging(explicit) { _, explicit in explicit }
         var created: Set<String> = []
         let encoder = BSONEncoder()
         let now = Date()

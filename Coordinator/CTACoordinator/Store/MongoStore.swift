@@ -140,26 +140,20 @@ public struct MongoStore: Store {
 
     public func save(_ definitions: DefinitionSet) async throws {
         let now = Date()
-        for test in definitions.tests.values {
-            try await tests.replaceOne(
-                ["_id": .string(test.id.rawValue)],
-                with: DefinitionDocument(_id: test.id.rawValue, definition: test, updatedAt: now), upsert: true)
+        let encoder = BSONEncoder()
+        // An update, not a replace: a definition keeps the owners the API gave it unless its file names owners.
+        func write(_ collection: String, kind: String, id: String, _ definition: some Encodable) async throws {
+            var fields: BSONDocument = ["definition": .document(try encoder.encode(definition)), "updatedAt": .date(now)]
+            if let owners = definitions.owners["\(kind)/\(id)"] { fields["owners"] = .array(owners.map { .string($0) }) }
+            _ = try await database.collection(collection).updateOne(["_id": .string(id)], .set(fields), upsert: true)
         }
-        for suite in definitions.suites.values {
-            try await suites.replaceOne(
-                ["_id": .string(suite.id.rawValue)],
-                with: DefinitionDocument(_id: suite.id.rawValue, definition: suite, updatedAt: now), upsert: true)
-        }
+        for test in definitions.tests.values { try await write("tests", kind: "test", id: test.id.rawValue, test) }
+        for suite in definitions.suites.values { try await write("suites", kind: "suite", id: suite.id.rawValue, suite) }
         for configuration in definitions.configurations.values {
-            try await configurations.replaceOne(
-                ["_id": .string(configuration.id.rawValue)],
-                with: DefinitionDocument(_id: configuration.id.rawValue, definition: configuration, updatedAt: now),
-                upsert: true)
+            try await write("configurations", kind: "configuration", id: configuration.id.rawValue, configuration)
         }
         for scenario in definitions.scenarios.values {
-            try await scenarios.replaceOne(
-                ["_id": .string(scenario.id.rawValue)],
-                with: DefinitionDocument(_id: scenario.id.rawValue, definition: scenario, updatedAt: now), upsert: true)
+            try await write("scenarios", kind: "scenario", id: scenario.id.rawValue, scenario)
         }
     }
 
