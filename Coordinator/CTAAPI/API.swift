@@ -17,12 +17,16 @@ public final class API: Sendable {
     public let logger: Logger
     let limiter: Mutex<LoginLimiter>
     let metrics = HTTPMetrics()
+    /// Checked against the password of a login for a user without one (unknown, disabled, no password), so that
+    /// answer takes as long as a wrong password.
+    let decoyHash: PasswordHash
 
     public init(store: APIStore, coordinator: Coordinator, configuration: APIConfiguration, logger: Logger) {
         self.store = store
         self.coordinator = coordinator
         self.configuration = configuration
         self.logger = logger
+        self.decoyHash = PasswordHash(decoyIterations: configuration.passwordIterations)
         self.limiter = Mutex(
             LoginLimiter(limit: configuration.loginAttempts, window: configuration.loginWindow.seconds))
     }

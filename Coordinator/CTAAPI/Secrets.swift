@@ -141,6 +141,14 @@ public struct PasswordHash: Sendable, Equatable {
         self.hash = PBKDF2.sha256(password: Array(password.utf8), salt: salt, iterations: iterations, length: 32)
     }
 
+    /// A hash no password matches (random salt and hash), which costs as much to check as a real one: for the
+    /// logins of users that have none, so they take as long as a wrong password.
+    init(decoyIterations iterations: Int) {
+        self.iterations = iterations
+        self.salt = Secrets.randomBytes(16)
+        self.hash = Secrets.randomBytes(32)
+    }
+
     /// Parses a stored hash; nil when it is not one.
     public init?(stored: String) {
         let parts = stored.split(separator: "$", omittingEmptySubsequences: false)

@@ -257,6 +257,9 @@ extension API {
         if let user, !user.disabled, let stored = user.passwordHash.flatMap(PasswordHash.init(stored:)) {
             verified = await offload { stored.verify(password) }
         } else {
+            // The same work as a real check, so the answer's timing does not tell whether the user exists.
+            let decoy = self.decoyHash
+            _ = await offload { decoy.verify(password) }
             verified = false
         }
         guard verified, let user else {
