@@ -114,6 +114,9 @@ final class LiveConnection: Sendable {
     private let stopped = Mutex<Set<String>>([])
     private let writeLock = WriteLock()
     private let fatal = AsyncStream<Void>.makeStream()
+    /// When the write in progress started (`DispatchTime` nanoseconds), 0 when none is: the watchdog closes the
+    /// connection when one takes longer than the write timeout. Cheaper than a timer per frame.
+    private let writeStarted = Atomic<UInt64>(0)
 
     init(
         feed: LiveFeed, token: String?, authorize: @escaping LiveRoutes.Authorize, cache: LiveEventCache,
@@ -135,6 +138,7 @@ final class LiveConnection: Sendable {
         await withTaskGroup(of: Void.self) { outer in
             outer.addTask { await self.serve(inbound) }
             outer.addTask { for await _ in self.fatal.stream { break } }
+            outer.addTask { await self.watchWrites() }
             await outer.next()
             outer.cancelAll()
         }
@@ -230,37 +234,37 @@ final class LiveConnection: Sendable {
         }
     }
 
-    /// Writes one frame, one writer at a time; false when the connection is gone or the client did not take the
-    /// frame within the write timeout (the connection is then closed).
+    /// Writes one frame, one writer at a time; false when the connection is gone (also when the watchdog closed it
+    /// because the client did not take a frame within the write timeout).
     private func send(_ frame: String) async -> Bool {
         await writeLock.acquire()
         defer { writeLock.release() }
-        let timeout = configuration.writeTimeout
-        let outbound = self.outbound
-        // nil: the write timed out; false: the connection is gone.
-        let written = await withTaskGroup(of: Bool?.self) { group in
-            group.addTask {
-                do {
-                    try await outbound.write(.text(frame))
-                    return true
-                } catch {
-                    return false
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
-        guard let written else {
-            logger.info("live client does not take its frames; closing the connection")
-            fatal.continuation.yield()
+        writeStarted.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+        defer { writeStarted.store(0, ordering: .relaxed) }
+        do {
+            try await outbound.write(.text(frame))
+            return true
+        } catch {
             return false
         }
-        return written
+    }
+
+    /// Closes the connection (through `fatal`) once a write has waited longer than the write timeout: a client that
+    /// stops reading must not hold the server's frames, nor its subscriptions, forever.
+    private func watchWrites() async {
+        let timeout = configuration.writeTimeout
+        let (seconds, attoseconds) = timeout.components
+        let limit = UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+        let period = min(timeout / 4, .seconds(1))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: period)
+            let started = writeStarted.load(ordering: .relaxed)
+            if started != 0, DispatchTime.now().uptimeNanoseconds &- started > limit {
+                logger.info("live client does not take its frames; closing the connection")
+                fatal.continuation.yield()
+                return
+            }
+        }
     }
 }
 
@@ -270,6 +274,13 @@ final class WriteLock: Sendable {
     private let state = Mutex<(locked: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     func acquire() async {
+        // The usual case, one writer: no suspension.
+        let free = state.withLock { state -> Bool in
+            guard !state.locked else { return false }
+            state.locked = true
+            return true
+        }
+        if free { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = state.withLock { state -> Bool in
                 if !state.locked {
