@@ -192,8 +192,17 @@ let package = Package(
                 "CBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ],
+            ] + http([
+                "CTAAPI", "CTALive",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
             path: "Tools/cta-bench",
+            // `cta-bench api` measures the HTTP side.
+            exclude: coreOnly ? ["APIBench.swift"] : [],
             swiftSettings: upcoming
         ),
 
@@ -255,6 +264,7 @@ if !coreOnly {
             name: "CTAAPI",
             dependencies: [
                 "CTACoordinator",
+                "CTALive",
                 "CTACore",
                 "CTADefinitions",
                 "CTAMongo",

@@ -2,9 +2,10 @@
 # The main job: starts a private RabbitMQ and MongoDB-wire server, then
 #   1. runs the example scenario end to end on this machine: one coordinator, two agents (scripts/demo.sh),
 #      printing each test's result as it arrives and a summary;
-#   2. measures CTA against the raw C libraries, a real agent against raw publishing, and the coordinator's
-#      result store rate against raw libmongoc and its trigger-to-running latency, in the same run (one JSON
-#      line per figure: cta-bench broker, store, agent, consumer);
+#   2. measures CTA against the raw C libraries, a real agent against raw publishing, the coordinator's
+#      result store rate against raw libmongoc and its trigger-to-running latency, and the API's live-feed
+#      fan-out and REST reads against raw change streams and reads, in the same run (one JSON line per figure:
+#      cta-bench broker, store, agent, consumer, api);
 # then stops every process it started.
 # Usage: scripts/run.sh [SCENARIO]   (default example-parallel; see examples/scenarios.yaml)
 set -euo pipefail
@@ -18,3 +19,4 @@ BENCH="$(swift build -c release --show-bin-path)/cta-bench"
 "$BENCH" store
 "$BENCH" agent
 "$BENCH" consumer --url "$CTA_AMQP_BENCH_URL"
+"$BENCH" api

@@ -100,7 +100,7 @@ extension CoordinatorCommand {
                 api: API(
                     store: APIStore(store: mongoStore), coordinator: coordinator, configuration: try api.configuration(),
                     logger: logger),
-                extensions: [LiveWiring.routes(feed: feed)])
+                extensions: [API.liveFeedRoutes(feed)])
             services += [LiveFeedService(feed: feed), apiServer]
             #else
             // A build without the HTTP targets (CTA_PACKAGE_CORE_ONLY=1, the release test run): no API, no live feed.

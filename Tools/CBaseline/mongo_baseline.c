@@ -243,3 +243,322 @@ double cta_mongo_baseline_insert_copies(const char *uri, const char *database, c
     mongoc_client_destroy(client);
     return result;
 }
+
+/* MARK: The live feed's baselines */
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+uint64_t cta_baseline_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct cta_watchers;
+
+typedef struct {
+    struct cta_watchers *set;
+    int index;
+    pthread_t thread;
+    bool started;
+} cta_watcher;
+
+struct cta_watchers {
+    char *uri;
+    char *database;
+    bson_t *pipeline;
+    int max_await_ms;
+    int streams;
+    int expected;
+    uint64_t *receipts; /* streams * expected */
+    int *counts;        /* per stream, under lock */
+    int opened;         /* streams open or failed, under lock */
+    int complete;       /* streams that received every change, under lock */
+    bool failed;        /* under lock */
+    char error[256];    /* under lock */
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    cta_watcher *threads;
+};
+
+static void watchers_fail(struct cta_watchers *set, const char *what, const bson_error_t *error) {
+    pthread_mutex_lock(&set->lock);
+    if (!set->failed) {
+        set->failed = true;
+        set_error(set->error, sizeof set->error, what, error);
+    }
+    pthread_cond_broadcast(&set->changed);
+    pthread_mutex_unlock(&set->lock);
+}
+
+static void *watcher_main(void *argument) {
+    cta_watcher *self = argument;
+    struct cta_watchers *set = self->set;
+    char message[256] = {0};
+    mongoc_collection_t *unused = NULL;
+    mongoc_client_t *client = open_client(set->uri, set->database, "results", &unused, message, sizeof message);
+    mongoc_change_stream_t *stream = NULL;
+    bool open = false;
+    if (client) {
+        mongoc_database_t *database = mongoc_client_get_database(client, set->database);
+        bson_t opts = BSON_INITIALIZER;
+        bson_append_int64(&opts, "maxAwaitTimeMS", 14, set->max_await_ms);
+        stream = mongoc_database_watch(database, set->pipeline, &opts);
+        bson_destroy(&opts);
+        mongoc_database_destroy(database);
+        bson_error_t err;
+        const bson_t *reply = NULL;
+        if (mongoc_change_stream_error_document(stream, &err, &reply)) {
+            watchers_fail(set, "watch", &err);
+        } else {
+            open = true;
+        }
+    } else {
+        pthread_mutex_lock(&set->lock);
+        if (!set->failed) {
+            set->failed = true;
+            snprintf(set->error, sizeof set->error, "%s", message);
+        }
+        pthread_mutex_unlock(&set->lock);
+    }
+    pthread_mutex_lock(&set->lock);
+    set->opened++;
+    pthread_cond_broadcast(&set->changed);
+    pthread_mutex_unlock(&set->lock);
+
+    uint64_t *mine = set->receipts + (size_t)self->index * (size_t)set->expected;
+    int received = 0;
+    while (open && !atomic_load(&set->stop) && received < set->expected) {
+        const bson_t *change = NULL;
+        if (mongoc_change_stream_next(stream, &change)) {
+            uint64_t at = cta_baseline_now_ns();
+            bson_iter_t iter, field;
+            int64_t seq = -1;
+            if (bson_iter_init(&iter, change) && bson_iter_find_descendant(&iter, "fullDocument.seq", &field) &&
+                BSON_ITER_HOLDS_NUMBER(&field)) {
+                seq = bson_iter_as_int64(&field);
+            }
+            if (seq >= 0 && seq < set->expected && mine[seq] == 0) {
+                mine[seq] = at;
+                received++;
+                pthread_mutex_lock(&set->lock);
+                set->counts[self->index] = received;
+                if (received == set->expected) {
+                    set->complete++;
+                    pthread_cond_broadcast(&set->changed);
+                }
+                pthread_mutex_unlock(&set->lock);
+            }
+        } else {
+            bson_error_t err;
+            const bson_t *reply = NULL;
+            if (mongoc_change_stream_error_document(stream, &err, &reply)) {
+                watchers_fail(set, "change stream", &err);
+                break;
+            }
+        }
+    }
+    if (stream) mongoc_change_stream_destroy(stream);
+    if (unused) mongoc_collection_destroy(unused);
+    if (client) mongoc_client_destroy(client);
+    return NULL;
+}
+
+cta_watchers *cta_watchers_open(const char *uri, const char *database, const uint8_t *pipeline_bytes,
+                                size_t pipeline_length, int streams, int expected, int max_await_ms, char *error,
+                                size_t error_size) {
+    if (streams < 1 || expected < 1) {
+        snprintf(error, error_size, "streams and expected must be positive");
+        return NULL;
+    }
+    bson_t given;
+    if (!bson_init_static(&given, pipeline_bytes, pipeline_length)) {
+        snprintf(error, error_size, "the pipeline is not a BSON document");
+        return NULL;
+    }
+    struct cta_watchers *set = bson_malloc0(sizeof *set);
+    /* A copy on the heap (a bson_t must not be moved): the caller's bytes may go away once this returns. */
+    set->pipeline = bson_copy(&given);
+    set->uri = bson_strdup(uri);
+    set->database = bson_strdup(database);
+    set->max_await_ms = max_await_ms;
+    set->streams = streams;
+    set->expected = expected;
+    set->receipts = bson_malloc0(sizeof(uint64_t) * (size_t)streams * (size_t)expected);
+    set->counts = bson_malloc0(sizeof(int) * (size_t)streams);
+    set->threads = bson_malloc0(sizeof(cta_watcher) * (size_t)streams);
+    atomic_init(&set->stop, false);
+    pthread_mutex_init(&set->lock, NULL);
+    pthread_cond_init(&set->changed, NULL);
+    mongoc_init();
+    int launched = 0;
+    for (int i = 0; i < streams; i++) {
+        set->threads[i].set = set;
+        set->threads[i].index = i;
+        if (pthread_create(&set->threads[i].thread, NULL, watcher_main, &set->threads[i]) != 0) break;
+        set->threads[i].started = true;
+        launched++;
+    }
+    pthread_mutex_lock(&set->lock);
+    if (launched < streams && !set->failed) {
+        set->failed = true;
+        snprintf(set->error, sizeof set->error, "could start only %d of %d threads", launched, streams);
+    }
+    while (set->opened < launched) pthread_cond_wait(&set->changed, &set->lock);
+    bool failed = set->failed;
+    if (failed) snprintf(error, error_size, "%s", set->error);
+    pthread_mutex_unlock(&set->lock);
+    if (failed) {
+        cta_watchers_close(set);
+        return NULL;
+    }
+    return set;
+}
+
+int64_t cta_watchers_wait(cta_watchers *set, int timeout_ms, char *error, size_t error_size) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&set->lock);
+    while (set->complete < set->streams && !set->failed) {
+        if (pthread_cond_timedwait(&set->changed, &set->lock, &deadline) != 0) break;
+    }
+    int64_t total = 0;
+    for (int i = 0; i < set->streams; i++) total += set->counts[i];
+    if (set->failed) {
+        snprintf(error, error_size, "%s", set->error);
+        total = -1;
+    }
+    pthread_mutex_unlock(&set->lock);
+    return total;
+}
+
+const uint64_t *cta_watchers_receipts(const cta_watchers *set) { return set->receipts; }
+
+void cta_watchers_close(cta_watchers *set) {
+    if (!set) return;
+    atomic_store(&set->stop, true);
+    for (int i = 0; i < set->streams; i++) {
+        if (set->threads[i].started) pthread_join(set->threads[i].thread, NULL);
+    }
+    pthread_mutex_destroy(&set->lock);
+    pthread_cond_destroy(&set->changed);
+    bson_destroy(set->pipeline);
+    bson_free(set->uri);
+    bson_free(set->database);
+    bson_free(set->receipts);
+    bson_free(set->counts);
+    bson_free(set->threads);
+    bson_free(set);
+}
+
+typedef struct {
+    const char *uri;
+    const char *database;
+    const char *collection;
+    const char *id;
+    pthread_barrier_t *connected; /* every thread and the caller: all connected */
+    pthread_barrier_t *started;   /* every thread and the caller: the clock started */
+    const uint64_t *deadline_ns;  /* set by the caller between the two */
+    int64_t done;
+    char error[256];
+} cta_finder;
+
+static void *finder_main(void *argument) {
+    cta_finder *self = argument;
+    mongoc_collection_t *coll = NULL;
+    mongoc_client_t *client = open_client(self->uri, self->database, self->collection, &coll, self->error,
+                                          sizeof self->error);
+    pthread_barrier_wait(self->connected);
+    pthread_barrier_wait(self->started);
+    if (!client) {
+        self->done = -1;
+        return NULL;
+    }
+    bson_t opts = BSON_INITIALIZER;
+    bson_append_int64(&opts, "limit", 5, 1);
+    bson_append_bool(&opts, "singleBatch", 11, true);
+    bson_t filter = BSON_INITIALIZER;
+    bson_append_utf8(&filter, "_id", 3, self->id, -1);
+    bson_error_t err;
+    const bson_t *doc;
+    uint64_t deadline = *self->deadline_ns;
+    while (cta_baseline_now_ns() < deadline) {
+        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+        bool found = false;
+        while (mongoc_cursor_next(cursor, &doc)) {
+            bson_iter_t iter;
+            uint32_t length = 0;
+            if (bson_iter_init_find(&iter, doc, "phase") && BSON_ITER_HOLDS_UTF8(&iter)) {
+                (void)bson_iter_utf8(&iter, &length);
+                found = length > 0;
+            }
+        }
+        bool failed = mongoc_cursor_error(cursor, &err);
+        mongoc_cursor_destroy(cursor);
+        if (failed || !found) {
+            if (failed) {
+                set_error(self->error, sizeof self->error, "find", &err);
+            } else {
+                snprintf(self->error, sizeof self->error, "find: no document with a phase");
+            }
+            self->done = -1;
+            break;
+        }
+        self->done++;
+    }
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(client);
+    return NULL;
+}
+
+double cta_mongo_baseline_find_by_id(const char *uri, const char *database, const char *collection, const char *id,
+                                     int threads, int duration_ms, char *error, size_t error_size) {
+    if (threads < 1) threads = 1;
+    cta_finder *finders = bson_malloc0(sizeof(cta_finder) * (size_t)threads);
+    pthread_t *handles = bson_malloc0(sizeof(pthread_t) * (size_t)threads);
+    pthread_barrier_t connected, started;
+    pthread_barrier_init(&connected, NULL, (unsigned)threads + 1);
+    pthread_barrier_init(&started, NULL, (unsigned)threads + 1);
+    uint64_t deadline = 0;
+    mongoc_init();
+    for (int i = 0; i < threads; i++) {
+        finders[i] = (cta_finder){uri, database, collection, id, &connected, &started, &deadline, 0, {0}};
+        if (pthread_create(&handles[i], NULL, finder_main, &finders[i]) != 0) {
+            /* The barriers count every thread: without all of them nothing can go on. */
+            snprintf(error, error_size, "could not start thread %d of %d", i + 1, threads);
+            abort();
+        }
+    }
+    /* Connecting is not timed: the clock starts once every thread has its connection. */
+    pthread_barrier_wait(&connected);
+    uint64_t start = cta_baseline_now_ns();
+    deadline = start + (uint64_t)duration_ms * 1000000ull;
+    pthread_barrier_wait(&started);
+    int64_t total = 0;
+    bool failed = false;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(handles[i], NULL);
+        if (finders[i].done < 0) {
+            if (!failed) snprintf(error, error_size, "%s", finders[i].error);
+            failed = true;
+        } else {
+            total += finders[i].done;
+        }
+    }
+    double elapsed = (double)(cta_baseline_now_ns() - start) / 1e9;
+    pthread_barrier_destroy(&connected);
+    pthread_barrier_destroy(&started);
+    bson_free(finders);
+    bson_free(handles);
+    return failed ? -1 : (double)total / elapsed;
+}
