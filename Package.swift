@@ -211,7 +211,7 @@ let package = Package(
         .testTarget(name: "CTAYAMLTests", dependencies: ["CTAYAML"], path: "Tests/CTAYAMLTests", swiftSettings: upcoming),
         .testTarget(name: "CTABrokerTests", dependencies: ["CTABroker"], path: "Tests/CTABrokerTests", swiftSettings: upcoming),
         .testTarget(name: "CTAAgentCoreTests", dependencies: ["CTAAgentCore"], path: "Tests/CTAAgentCoreTests", swiftSettings: upcoming),
-        .testTarget(name: "CTAAgentTests", dependencies: ["CTAAgent"], path: "Tests/CTAAgentTests", swiftSettings: upcoming),
+        .testTarget(name: "CTAAgentTests", dependencies: ["CTAAgent", "CTACore", "CTAMessaging"], path: "Tests/CTAAgentTests", swiftSettings: upcoming),
         .testTarget(name: "CTAMongoTests", dependencies: ["CTAMongo"], path: "Tests/CTAMongoTests", swiftSettings: upcoming),
         .testTarget(
             name: "CTACoordinatorTests", dependencies: ["CTACoordinator", "CTACore", "CTADefinitions"], path: "Tests/CTACoordinatorTests",
@@ -225,7 +225,9 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ] + http([
-                "CTAClient", "CTALive",
+                "CTAAPI", "CTAClient", "CTAGateway", "CTALive", "CTAMessaging",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
@@ -233,7 +235,9 @@ let package = Package(
             ]),
             path: "Tests/CTAIntegrationTests",
             // The end-to-end tests of the HTTP side.
-            exclude: coreOnly ? ["APITests.swift", "APIClient.swift", "CLIEndToEndTests.swift", "LiveFeedEndToEndTests.swift"] : [],
+            exclude: coreOnly
+                ? ["APITests.swift", "APIClient.swift", "CLIEndToEndTests.swift", "GatewayTests.swift", "LiveFeedEndToEndTests.swift"]
+                : [],
             swiftSettings: upcoming
         ),
     ],
@@ -243,7 +247,40 @@ let package = Package(
 // MARK: The HTTP side: API, live feed, the `cta` client (left out of a core-only build)
 
 if !coreOnly {
+    package.products += [.executable(name: "cta-gateway", targets: ["cta-gateway"])]
     package.targets += [
+        .target(
+            name: "CTAGateway",
+            dependencies: [
+                "CTAAPI",
+                "CTABroker",
+                "CTACore",
+                "CTAMessaging",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Gateway/CTAGateway",
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "cta-gateway",
+            dependencies: [
+                "CTAAPI", "CTABroker", "CTACoordinator", "CTAGateway", "CTAMongo",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Gateway/cta-gateway",
+            swiftSettings: upcoming
+        ),
         .target(
             name: "CTALive",
             dependencies: [

@@ -1,0 +1,343 @@
+public import CTABroker
+public import CTACore
+import CTAMessaging
+import Foundation
+public import HummingbirdWebSocket
+public import Logging
+import Synchronization
+
+/// One agent's connection through the gateway: its own broker connection, its machine queue consumed on its
+/// behalf, shared queues consumed while it gives credit, and its events published with confirms
+/// (docs/protocol.md, "The gateway").
+///
+/// Deliveries are acked to the broker only after the agent's `ack`; an event is answered `confirmed` only after
+/// the broker's confirm. When the connection ends, the broker connection closes and every unacked delivery goes
+/// back to its queue; the agent resends what was not confirmed from its spool.
+public final class AgentBridge: Sendable {
+    public let machine: MachineName
+    let broker: AMQPConnection
+    let outbound: WebSocketOutboundWriter
+    let logger: Logger
+    private let writes = AsyncStream<[UInt8]>.makeStream()
+    private let unsettled = Mutex<[UInt64: (delivery: AMQPDelivery, queue: String)]>([:])
+    private let nextTag = Atomic<UInt64>(1)
+    private let shared = Mutex<[String: Task<Void, Never>]>([:])
+    private let publishes = PublishQueue()
+
+    /// Most events published in one batch of confirms.
+    static let publishBatch = 500
+    /// The machine queue's prefetch, as for a direct agent.
+    static let machinePrefetch: UInt16 = 16
+
+    public init(machine: MachineName, broker: AMQPConfiguration, outbound: WebSocketOutboundWriter, logger: Logger) {
+        var configuration = broker
+        configuration.connectionName = "cta-gateway/agent/\(machine)"
+        // A lost broker connection ends the agent's connection: the agent reconnects, and its unacked work is
+        // redelivered, rather than the gateway resuming consumers whose deliveries the agent still holds.
+        configuration.reconnect = .init(enabled: false)
+        self.machine = machine
+        self.broker = AMQPConnection(configuration: configuration, logger: logger)
+        self.outbound = outbound
+        var logger = logger
+        logger[metadataKey: "cta.machine"] = "\(machine)"
+        self.logger = logger
+    }
+
+    var source: String { "agent/\(machine)" }
+
+    /// Bridges until the agent or the broker goes away; returns the reason to close the WebSocket with, if any.
+    public func run(_ inbound: WebSocketInboundStream) async -> String? {
+        do throws(AMQPError) {
+            try await broker.connect()
+            try await broker.declareTopology(
+                queues: [Topology.machineQueueDeclaration(machine)], bindings: Topology.machineBindings(machine))
+        } catch {
+            logger.warning("broker not available for an agent", metadata: ["cta.error": "\(error)"])
+            await broker.close(drainTimeout: .zero)
+            return "unavailable: the broker cannot be reached now"
+        }
+        let reason = await withTaskGroup(of: String?.self) { group in
+            group.addTask { await self.writeLoop() }
+            group.addTask { await self.publishLoop() }
+            group.addTask { await self.consume(Topology.machineQueue(self.machine), prefetch: Self.machinePrefetch, shared: false) }
+            group.addTask { await self.readLoop(inbound) }
+            // The first to end decides: the agent left or misbehaved, or the broker connection ended.
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        for task in shared.withLock({ Array($0.values) }) { task.cancel() }
+        writes.continuation.finish()
+        publishes.finish()
+        await broker.close(drainTimeout: .seconds(2))
+        return reason
+    }
+
+    // MARK: Agent to gateway
+
+    private func readLoop(_ inbound: WebSocketInboundStream) async -> String? {
+        do {
+            for try await message in inbound.messages(maxSize: GatewayLimits.maximumFrameBytes) {
+                guard case .text(let text) = message else { return "badFrame: frames are text messages" }
+                let frame: GatewayFrame
+                do {
+                    frame = try GatewayFrame.decode(Array(text.utf8))
+                } catch {
+                    logger.notice("agent sent a bad frame; closing its connection", metadata: ["cta.error": "\(error)"])
+                    return "badFrame: \(error.reason)"
+                }
+                if let problem = await handle(frame) { return problem }
+            }
+            return nil
+        } catch {
+            logger.info("agent connection ended", metadata: ["cta.error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Acts on one frame; returns a reason to close the connection for a frame the agent may not send.
+    private func handle(_ frame: GatewayFrame) async -> String? {
+        switch frame {
+        case .ack(let tag):
+            guard let held = takeDelivery(tag) else { return "badFrame: no delivery with tag \(tag)" }
+            held.delivery.ack()
+        case .release(let tag):
+            guard let held = takeDelivery(tag) else { return "badFrame: no delivery with tag \(tag)" }
+            held.delivery.nack(requeue: true)
+        case .reject(let tag, let error):
+            guard let held = takeDelivery(tag) else { return "badFrame: no delivery with tag \(tag)" }
+            await broker.deadLetter(held.delivery, queue: held.queue, error: error, rejecter: source, logger: logger)
+        case .credit(let queue, let credit):
+            guard Self.isSharedQueue(queue) else { return "forbidden: \(queue) is not a group or parallel queue" }
+            setCredit(queue, credit)
+        case .publish(let id, let body):
+            publishes.append((id, body))
+        case .deliver, .consumerCancelled, .confirmed, .refused:
+            return "badFrame: \(frame.name) is sent by the gateway, not the agent"
+        }
+        return nil
+    }
+
+    private func takeDelivery(_ tag: UInt64) -> (delivery: AMQPDelivery, queue: String)? {
+        unsettled.withLock { $0.removeValue(forKey: tag) }
+    }
+
+    static func isSharedQueue(_ queue: String) -> Bool {
+        if queue.hasPrefix("cta.group."), let group = GroupName(String(queue.dropFirst("cta.group.".count))) {
+            return Topology.groupQueue(group) == queue
+        }
+        if queue.hasPrefix("cta.parallel."), let execution = ExecutionID(String(queue.dropFirst("cta.parallel.".count))) {
+            return Topology.parallelQueue(execution: execution) == queue
+        }
+        return false
+    }
+
+    /// Consumes a shared queue while the agent gives credit (as prefetch); credit 0 stops, and what the agent
+    /// holds stays for it to settle. A group queue is declared first (the agent may be its first member).
+    private func setCredit(_ queue: String, _ credit: Int) {
+        let old = shared.withLock { $0.removeValue(forKey: queue) }
+        old?.cancel()
+        guard credit > 0 else { return }
+        let task = Task {
+            if queue.hasPrefix("cta.group."), let group = GroupName(String(queue.dropFirst("cta.group.".count))) {
+                do throws(AMQPError) {
+                    try await broker.declareTopology(
+                        queues: [Topology.groupQueueDeclaration(group)], bindings: [Topology.groupBinding(group)])
+                } catch {
+                    logger.warning("cannot declare a group queue", metadata: ["cta.queue": "\(queue)", "cta.error": "\(error)"])
+                }
+            }
+            _ = await consume(queue, prefetch: UInt16(clamping: credit), shared: true)
+        }
+        shared.withLock { $0[queue] = task }
+    }
+
+    // MARK: Gateway to agent
+
+    /// Forwards the deliveries of `queue` until it is cancelled; a shared queue that ends (deleted, or not
+    /// there) is reported with `consumerCancelled`. Returns a reason when the machine queue's consumer ends.
+    private func consume(_ queue: String, prefetch: UInt16, shared: Bool) async -> String? {
+        let consumer: AMQPConsumer
+        do throws(AMQPError) {
+            consumer = try await broker.consume(queue: queue, prefetch: prefetch)
+        } catch {
+            if shared {
+                send(.consumerCancelled(queue: queue))
+                return nil
+            }
+            return "unavailable: cannot consume \(queue): \(error)"
+        }
+        do {
+            for try await delivery in consumer {
+                guard GatewayFrame.bodyIsText(delivery.body) else {
+                    // A text message cannot carry it: refused here, as the agent would refuse it.
+                    await broker.deadLetter(
+                        delivery, queue: queue,
+                        error: WireError(code: .malformedJSON, path: "", reason: "the message is not UTF-8 text"),
+                        rejecter: "gateway/\(machine)", logger: logger)
+                    continue
+                }
+                let tag = nextTag.add(1, ordering: .relaxed).oldValue
+                unsettled.withLock { $0[tag] = (delivery, queue) }
+                send(.deliver(tag: tag, queue: queue, redelivered: delivery.redelivered, body: delivery.body))
+            }
+        } catch let error as AMQPError where error.code == .consumerCancelled || error.code == .notFound {
+            if shared { send(.consumerCancelled(queue: queue)) }
+        } catch {
+            if !shared { return "unavailable: the broker connection ended" }
+        }
+        if shared { return nil }
+        return Task.isCancelled ? nil : "unavailable: the broker ended the machine queue's consumer"
+    }
+
+    /// Publishes the agent's events in order, in batches of what has arrived, each with a confirm; answers each
+    /// with `confirmed`, or `refused` once dead-lettered when it is not a valid event of this agent.
+    private func publishLoop() async -> String? {
+        // What has arrived while the previous batch was confirmed goes in one batch (one round of confirms).
+        while let batch = await publishes.next(atMost: Self.publishBatch) {
+            var messages: [OutgoingMessage] = []
+            var positions: [Int] = []
+            for (index, event) in batch.enumerated() {
+                switch check(event) {
+                case .success(let message):
+                    messages.append(message)
+                    positions.append(index)
+                case .failure(let error):
+                    await refuse(event, error)
+                }
+            }
+            let results = await broker.publish(contentsOf: messages)
+            for (position, result) in zip(positions, results) {
+                switch result {
+                case .success: send(.confirmed(id: batch[position].id))
+                case .failure(let error):
+                    // Not confirmed: the agent keeps it and sends it again. A broker that is gone ends the bridge.
+                    logger.info("an event was not confirmed", metadata: ["cta.error": "\(error)"])
+                    if error.code != .unroutable { return "unavailable: the broker did not confirm an event" }
+                }
+            }
+        }
+        return nil
+    }
+
+    /// The message for a valid event of this agent whose id is the frame's.
+    private func check(_ event: (id: String, body: [UInt8])) -> Result<OutgoingMessage, WireError> {
+        let envelope: Envelope
+        do throws(WireError) {
+            envelope = try Envelope.decode(Data(event.body))
+        } catch {
+            return .failure(error)
+        }
+        guard envelope.source == .agent(machine) else {
+            return .failure(
+                WireError(
+                    code: .unauthorisedSource, path: "source",
+                    reason: "this connection may only send events of agent/\(machine), got \(envelope.source)"))
+        }
+        guard envelope.id.description == event.id.lowercased() else {
+            return .failure(WireError(code: .invalidValue, path: "id", reason: "the frame's id is \(event.id), the event's \(envelope.id)"))
+        }
+        guard envelope.type.sender == .agent else {
+            return .failure(WireError(code: .unexpectedType, path: "type", reason: "\(envelope.type) is not an agent event"))
+        }
+        return .success(
+            .event(
+                event.body, id: envelope.id, type: envelope.type, time: envelope.time,
+                exchange: Topology.eventsExchange, routingKey: Topology.routingKey(for: envelope.type)))
+    }
+
+    /// Dead-letters a refused event (no queue it came from) and answers `refused`.
+    private func refuse(_ event: (id: String, body: [UInt8]), _ error: WireError) async {
+        var properties = AMQPProperties(contentType: Topology.contentType)
+        for (name, value) in Topology.DeadLetterHeader.headers(
+            for: error, exchange: Topology.eventsExchange, routingKey: "", queue: "", at: .now(), by: "gateway/\(machine)")
+        {
+            properties.headers[name] = .string(value)
+        }
+        do throws(AMQPError) {
+            try await broker.publish(
+                OutgoingMessage(
+                    exchange: Topology.deadLetterExchange, routingKey: "refused", body: event.body, properties: properties,
+                    mandatory: false))
+            logger.warning("refused an agent's event", metadata: ["cta.error": "\(error)"])
+            send(.refused(id: event.id, error: error))
+        } catch {
+            // Not dead-lettered: no answer, so the agent sends it again later.
+            logger.error("could not dead-letter a refused event", metadata: ["cta.error": "\(error)"])
+        }
+    }
+
+    // MARK: Writing
+
+    private func send(_ frame: GatewayFrame) {
+        writes.continuation.yield(frame.encoded)
+    }
+
+    /// Writes frames in order, one at a time.
+    private func writeLoop() async -> String? {
+        for await bytes in writes.stream {
+            do {
+                try await outbound.write(.text(String(decoding: bytes, as: UTF8.self)))
+            } catch {
+                return nil
+            }
+        }
+        return nil
+    }
+}
+
+/// The agent's events waiting to be published, handed out in batches of what has arrived.
+final class PublishQueue: Sendable {
+    private let state = Mutex<(events: [(id: String, body: [UInt8])], finished: Bool, waiter: CheckedContinuation<Void, Never>?)>(
+        ([], false, nil))
+
+    func append(_ event: (id: String, body: [UInt8])) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.events.append(event)
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func finish() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.finished = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Up to `limit` events, in order, waiting for one when none is there; nil once finished (or cancelled).
+    func next(atMost limit: Int) async -> [(id: String, body: [UInt8])]? {
+        while true {
+            let taken = state.withLock { state -> [(id: String, body: [UInt8])]? in
+                guard !state.events.isEmpty else { return nil }
+                let count = min(limit, state.events.count)
+                defer { state.events.removeFirst(count) }
+                return Array(state.events.prefix(count))
+            }
+            if let taken { return taken }
+            if state.withLock({ $0.finished }) || Task.isCancelled { return nil }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let ready = state.withLock { state -> Bool in
+                        if !state.events.isEmpty || state.finished { return true }
+                        state.waiter = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            } onCancel: {
+                self.finish()
+            }
+        }
+    }
+}
+
+/// The gateway's limits on what an agent sends.
+public enum GatewayLimits {
+    /// Largest WebSocket message accepted from an agent (an envelope is at most 1 MiB, plus the header).
+    public static let maximumFrameBytes = (1 << 20) + GatewayFrame.maximumHeaderBytes + 1
+}

@@ -1,0 +1,142 @@
+public import CTABroker
+public import CTAAPI
+import CTACore
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import HummingbirdWebSocket
+public import Logging
+import NIOCore
+import NIOSSL
+import NIOWebSocket
+public import ServiceLifecycle
+
+/// How `cta-gateway` serves agents.
+public struct GatewayConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// PEM files of the server certificate (chain) and its key; both or neither.
+    public var tls: (certificate: String, key: String)?
+    /// The broker the gateway reaches on the agents' behalf.
+    public var broker: AMQPConfiguration
+
+    public init(host: String = "127.0.0.1", port: Int = 8443, tls: (certificate: String, key: String)? = nil, broker: AMQPConfiguration) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.broker = broker
+    }
+}
+
+/// The gateway as a service: `GET /v1/agent` upgrades an agent with a valid enrollment token to a WebSocket and
+/// bridges it to the broker (``AgentBridge``); `GET /health` answers while it runs.
+public struct GatewayServer: Service {
+    let configuration: GatewayConfiguration
+    let tokens: APIStore
+    let logger: Logger
+    let onListening: @Sendable (Int) -> Void
+
+    /// - Parameter tokens: where enrollment tokens are stored (the coordinators' database).
+    public init(
+        configuration: GatewayConfiguration, tokens: APIStore, logger: Logger,
+        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.tokens = tokens
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    /// Who may connect: a valid enrollment token, for its machine (a token bound to a machine) or the one the agent
+    /// names with `?machine=` (a token for any machine).
+    enum Admission {
+        case agent(MachineName)
+        case refused(String)
+    }
+
+    func admit(token: String?, machine named: String?, now: Date) async -> Admission {
+        guard let token else { return .refused("unauthenticated: give the enrollment token: Authorization: Bearer <token>") }
+        guard Secrets.kind(of: token) == .enrollment else { return .refused("unauthenticated: not an agent enrollment token") }
+        let record: EnrollmentTokenRecord
+        do {
+            guard let found = try await tokens.enrollmentToken(hash: Secrets.tokenHash(token)) else {
+                return .refused("unauthenticated: unknown enrollment token")
+            }
+            record = found
+        } catch {
+            return .refused("unavailable: the token store cannot be read now")
+        }
+        if record.revokedAt != nil { return .refused("unauthenticated: the enrollment token was revoked") }
+        if let expiresAt = record.expiresAt, expiresAt <= now { return .refused("unauthenticated: the enrollment token expired") }
+        let name = record.machine ?? named
+        guard let name, let machine = MachineName(name) else {
+            return .refused("badRequest: name the machine with ?machine= (this token is not bound to one)")
+        }
+        if let bound = record.machine, let named, named != bound {
+            return .refused("forbidden: this enrollment token is for machine \(bound)")
+        }
+        try? await tokens.touchEnrollmentToken(record, at: now)
+        return .agent(machine)
+    }
+
+    func router() -> Router<BasicWebSocketRequestContext> {
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        router.get("/health") { _, _ in "ok\n" }
+        let logger = self.logger
+        let broker = configuration.broker
+        router.ws(
+            "/v1/agent",
+            // Admission is decided once the connection is a WebSocket, so a refusal reaches the agent as a close
+            // reason it can log, not as a bare 400.
+            shouldUpgrade: { _, _ in .upgrade([:]) },
+            onUpgrade: { inbound, outbound, context in
+                let request = context.request
+                let token = request.headers[.authorization].flatMap { header -> String? in
+                    let parts = header.split(separator: " ", maxSplits: 1)
+                    return parts.count == 2 && parts[0].lowercased() == "bearer" ? String(parts[1]) : nil
+                }
+                let admission = await admit(
+                    token: token, machine: request.uri.queryParameters.get("machine"), now: Date())
+                switch admission {
+                case .refused(let reason):
+                    logger.notice("agent refused", metadata: ["cta.reason": "\(reason)"])
+                    try await outbound.close(.policyViolation, reason: String(reason.prefix(120)))
+                case .agent(let machine):
+                    logger.info("agent connected", metadata: ["cta.machine": "\(machine)"])
+                    let bridge = AgentBridge(machine: machine, broker: broker, outbound: outbound, logger: logger)
+                    let reason = await bridge.run(inbound)
+                    logger.info("agent disconnected", metadata: ["cta.machine": "\(machine)", "cta.reason": "\(reason ?? "closed")"])
+                    if let reason { try? await outbound.close(.policyViolation, reason: String(reason.prefix(120))) }
+                }
+            })
+        return router
+    }
+
+    public func run() async throws {
+        let router = router()
+        var server = HTTPServerBuilder.http1WebSocketUpgrade(
+            webSocketRouter: router,
+            configuration: HTTP1WebSocketUpgradeChannel.Configuration(ws: WebSocketServerConfiguration(maxFrameSize: GatewayLimits.maximumFrameBytes)))
+        if let tls = configuration.tls {
+            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
+            server = try .tls(server, tlsConfiguration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+        }
+        let logger = self.logger
+        let onListening = self.onListening
+        let scheme = configuration.tls == nil ? "ws" : "wss"
+        let configuration = self.configuration
+        let app = Application(
+            router: router, server: server,
+            configuration: ApplicationConfiguration(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "cta-gateway"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                logger.info("gateway listening", metadata: ["cta.gateway.url": "\(scheme)://\(configuration.host):\(port)/v1/agent"])
+                onListening(port)
+            },
+            logger: logger)
+        try await app.runService()
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import CTAAPI
+import CTABroker
+import CTACoordinator
+import CTAGateway
+import CTAMongo
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+@main
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cta-gateway",
+        abstract: "Bridges agents that reach only HTTPS to the broker: one WebSocket per agent, authenticated by its enrollment token.")
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0: any free port, printed at start).")
+    var port = 8443
+
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate (chain) for wss://; with --tls-key.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
+
+    @Option(name: .customLong("amqp-url"), help: "The broker URL (default: $CTA_AMQP_URL).")
+    var amqpURL: String?
+
+    @Option(help: "MongoDB connection string of the coordinators' database, for enrollment tokens (default: $CTA_MONGO_URI).")
+    var uri: String?
+
+    @Option(help: "The coordinators' database name.")
+    var database = "cta"
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("give --tls-cert and --tls-key together") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
+    }
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard let url = amqpURL ?? environment["CTA_AMQP_URL"] else {
+            throw ValidationError("no broker URL: pass --amqp-url or set CTA_AMQP_URL")
+        }
+        guard let uri = uri ?? environment["CTA_MONGO_URI"] else {
+            throw ValidationError("no database: pass --uri or set CTA_MONGO_URI")
+        }
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "cta.gateway")
+        let client = try MongoClient(configuration: .init(uri: uri, appName: "cta-gateway"), logger: logger)
+        let tokens = APIStore(store: MongoStore(database: client.database(database)))
+        let server = GatewayServer(
+            configuration: GatewayConfiguration(
+                host: host, port: port, tls: tlsCert.flatMap { cert in tlsKey.map { (cert, $0) } },
+                broker: try AMQPConfiguration(url: url)),
+            tokens: tokens, logger: logger)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        try await client.shutdown()
+    }
+}

@@ -1,0 +1,299 @@
+import CTAAPI
+import CTABroker
+import CTACoordinator
+import CTACore
+import CTAGateway
+import CTAMessaging
+import CTAMongo
+import Foundation
+import HTTPTypes
+import HummingbirdWSClient
+import Logging
+import NIOWebSocket
+import Synchronization
+import Testing
+
+/// A gateway on a free port, with the real broker and a real token store.
+final class GatewayUnderTest: Sendable {
+    let port: Int
+    let tokens: APIStore
+    private let task: Task<Void, Never>
+
+    init(tokens: APIStore, brokerURL: String) async throws {
+        self.tokens = tokens
+        let listening = AsyncStream<Int>.makeStream()
+        var logger = Logger(label: "cta.gateway.test")
+        // Quiet: stopping the server by cancellation logs errors that are not.
+        logger.logLevel = .critical
+        let server = GatewayServer(
+            configuration: GatewayConfiguration(host: "127.0.0.1", port: 0, broker: try AMQPConfiguration(url: brokerURL)),
+            tokens: tokens, logger: logger
+        ) { listening.continuation.yield($0) }
+        task = Task {
+            do { try await server.run() } catch {}
+            listening.continuation.finish()
+        }
+        var ports = listening.stream.makeAsyncIterator()
+        port = try #require(await ports.next())
+    }
+
+    func url(machine: String? = nil) -> String {
+        "ws://127.0.0.1:\(port)/v1/agent" + (machine.map { "?machine=\($0)" } ?? "")
+    }
+
+    /// A new enrollment token: bound to `machine` when given, revoked when asked.
+    func token(machine: String?, revoked: Bool = false) async throws -> String {
+        let secret = Secrets.newEnrollmentToken()
+        var record = EnrollmentTokenRecord(
+            id: UUID().uuidString, hash: Secrets.tokenHash(secret), name: "test", machine: machine, createdBy: "test",
+            createdAt: Date(), expiresAt: nil)
+        if revoked { record.revokedAt = Date() }
+        try await tokens.createEnrollmentToken(record)
+        return secret
+    }
+
+    func stop() async {
+        task.cancel()
+        await task.value
+    }
+}
+
+/// An agent that speaks gateway frames by hand.
+final class FrameAgent: Sendable {
+    /// What the connection's task shares with the test.
+    final class Shared: Sendable {
+        let writer = Mutex<WebSocketOutboundWriter?>(nil)
+        let problems = Mutex<[String]>([])
+    }
+
+    private let frames = AsyncStream<GatewayFrame>.makeStream()
+    private let shared = Shared()
+    private let connected = AsyncStream<Void>.makeStream()
+    private let task: Task<WebSocketCloseFrame?, any Error>
+
+    var problems: [String] { shared.problems.withLock { $0 } }
+
+    init(url: String, token: String) async throws {
+        let frames = self.frames
+        let shared = self.shared
+        let connected = self.connected
+        var headers = HTTPFields()
+        headers[.authorization] = "Bearer \(token)"
+        task = Task {
+            defer {
+                frames.continuation.finish()
+                connected.continuation.finish()
+            }
+            return try await WebSocketClient.connect(
+                url: url, configuration: .init(maxFrameSize: 1 << 21, additionalHeaders: headers),
+                logger: Logger(label: "cta.gateway.test.agent")
+            ) { inbound, outbound, _ in
+                shared.writer.withLock { $0 = outbound }
+                connected.continuation.yield()
+                for try await message in inbound.messages(maxSize: 1 << 21) {
+                    guard case .text(let text) = message else { continue }
+                    do {
+                        frames.continuation.yield(try GatewayFrame.decode(Array(text.utf8)))
+                    } catch {
+                        shared.problems.withLock { $0.append("\(error)") }
+                    }
+                }
+            }
+        }
+        var iterator = connected.stream.makeAsyncIterator()
+        _ = await iterator.next()
+    }
+
+    func send(_ frame: GatewayFrame) async throws {
+        try await sendRaw(String(decoding: frame.encoded, as: UTF8.self))
+    }
+
+    func sendRaw(_ text: String) async throws {
+        let outbound = try #require(shared.writer.withLock { $0 })
+        try await outbound.write(.text(text))
+    }
+
+    /// The next frame, or nil when none came within `timeout` or the connection ended.
+    func next(timeout: Duration = .seconds(20)) async -> GatewayFrame? {
+        let frames = self.frames
+        return await withTaskGroup(of: GatewayFrame?.self) { group in
+            group.addTask {
+                var iterator = frames.stream.makeAsyncIterator()
+                return await iterator.next()
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// Waits for the connection to end; its close frame, if the server sent one.
+    func closed(timeout: Duration = .seconds(20)) async -> WebSocketCloseFrame? {
+        let task = self.task
+        return await withTaskGroup(of: WebSocketCloseFrame??.self) { group in
+            group.addTask { try? await task.value }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return .some(nil)
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? nil
+        }
+    }
+
+    func close() async {
+        try? await shared.writer.withLock { $0 }?.close(.normalClosure, reason: nil)
+        _ = await closed(timeout: .seconds(5))
+        task.cancel()
+    }
+}
+
+@Suite(
+    "Gateway: agents over WebSocket bridged to the broker",
+    .enabled(if: ServiceEnvironment.brokerEnabled && ServiceEnvironment.mongoEnabled, "needs CTA_AMQP_URL and CTA_MONGO_URI")
+)
+struct GatewayTests {
+    @Test("unknown, revoked, user and mismatched tokens are refused with a close reason; nothing is bridged")
+    func refusals() async throws {
+        try await withMongoDatabase("cta-gateway") { _, database in
+            let tokens = APIStore(store: MongoStore(database: database))
+            try await tokens.prepare()
+            let gateway = try await GatewayUnderTest(tokens: tokens, brokerURL: try ServiceEnvironment.requireAMQPURL())
+            let bound = try await gateway.token(machine: "gw-bound")
+            let cases: [(String, String, String)] = [
+                (gateway.url(machine: "gw-x"), Secrets.newEnrollmentToken(), "unauthenticated: unknown enrollment token"),
+                (gateway.url(machine: "gw-x"), try await gateway.token(machine: nil, revoked: true), "unauthenticated: the enrollment token was revoked"),
+                (gateway.url(machine: "gw-x"), Secrets.newUserToken(), "unauthenticated: not an agent enrollment token"),
+                (gateway.url(machine: "gw-other"), bound, "forbidden: this enrollment token is for machine gw-bound"),
+                (gateway.url(), try await gateway.token(machine: nil), "badRequest: name the machine with ?machine="),
+            ]
+            for (url, token, reason) in cases {
+                let agent = try await FrameAgent(url: url, token: token)
+                let close = await agent.closed()
+                #expect(close?.closeCode == .policyViolation, "\(reason)")
+                #expect(close?.reason?.hasPrefix(reason) == true, "\(close?.reason ?? "no reason") for \(reason)")
+            }
+            await gateway.stop()
+        }
+    }
+
+    @Test(
+        "deliveries are acked to the broker only on the agent's ack, released ones come back, unacked ones return when the agent goes; events are confirmed after the broker's confirm, another machine's refused and dead-lettered; a bad frame closes only its connection"
+    )
+    func bridge() async throws {
+        let url = try ServiceEnvironment.requireAMQPURL()
+        try await withMongoDatabase("cta-gateway") { _, database in
+            let tokens = APIStore(store: MongoStore(database: database))
+            try await tokens.prepare()
+            let gateway = try await GatewayUnderTest(tokens: tokens, brokerURL: url)
+            let machine = MachineName(ServiceEnvironment.uniqueName("gw"))!
+            let machineQueue = Topology.machineQueue(machine)
+            let observer = AMQPConnection(configuration: try AMQPConfiguration(url: url))
+            try await observer.connect()
+            try await observer.declareTopology(queues: [], bindings: [])
+            // Copies of what the gateway publishes for this test, on queues of its own.
+            let events = "gw-events-\(machine)"
+            let refused = "gw-refused-\(machine)"
+            try await observer.declareQueue(events, durable: false, autoDelete: true)
+            try await observer.bindQueue(events, exchange: Topology.eventsExchange, routingKey: Topology.routingKey(for: .agentShutdown))
+            try await observer.declareQueue(refused, durable: false, autoDelete: true)
+            try await observer.bindQueue(refused, exchange: Topology.deadLetterExchange, routingKey: "refused")
+
+            let agent = try await FrameAgent(url: gateway.url(), token: try await gateway.token(machine: machine.rawValue))
+            try await waitFor("the gateway consuming the machine queue") {
+                (try? await observer.queueState(machineQueue))?.consumerCount == 1
+            }
+
+            // Work in: delivered, released (comes back redelivered), then acked.
+            let work = Array(#"{"work":1}"#.utf8)
+            try await observer.publish(
+                OutgoingMessage(exchange: Topology.dispatchExchange, routingKey: Topology.machineRoutingKey(machine), body: work, mandatory: true))
+            guard case .deliver(let tag, let queue, false, let body)? = await agent.next() else {
+                Issue.record("no delivery")
+                return
+            }
+            #expect(queue == machineQueue && body == work)
+            try await agent.send(.release(tag: tag))
+            guard case .deliver(let again, _, true, let body2)? = await agent.next() else {
+                Issue.record("the released delivery did not come back redelivered")
+                return
+            }
+            #expect(again != tag && body2 == work)
+            try await agent.send(.ack(tag: again))
+
+            // A second delivery left unacked returns to the queue when the agent goes.
+            try await observer.publish(
+                OutgoingMessage(exchange: Topology.dispatchExchange, routingKey: Topology.machineRoutingKey(machine), body: work, mandatory: true))
+            guard case .deliver? = await agent.next() else {
+                Issue.record("no second delivery")
+                return
+            }
+
+            // Events out: confirmed after the broker's confirm; another machine's refused and dead-lettered.
+            let mine = Envelope(source: .agent(machine), epoch: SequenceEpoch(), seq: 1, payload: AgentShutdown(machine: machine, reason: "test"))
+            let mineBytes = Array(try mine.encoded())
+            try await agent.send(.publish(id: mine.id.description, body: mineBytes))
+            #expect(await agent.next() == .confirmed(id: mine.id.description))
+            let other = MachineName(unchecked: "someone-else")
+            let theirs = Envelope(source: .agent(other), epoch: SequenceEpoch(), seq: 1, payload: AgentShutdown(machine: other, reason: "x"))
+            try await agent.send(.publish(id: theirs.id.description, body: Array(try theirs.encoded())))
+            guard case .refused(let id, let error)? = await agent.next() else {
+                Issue.record("no refusal")
+                return
+            }
+            #expect(id == theirs.id.description && error.code == .unauthorisedSource)
+            let copies = try await observer.consume(queue: events, prefetch: 10)
+            for try await copy in copies {
+                // The same bytes the agent sent: the gateway never re-serialises an envelope.
+                #expect(copy.body == mineBytes, "\(String(decoding: copy.body, as: UTF8.self)) vs \(String(decoding: mineBytes, as: UTF8.self))")
+                copy.ack()
+                break
+            }
+            let deadLetters = try await observer.consume(queue: refused, prefetch: 10)
+            for try await letter in deadLetters {
+                #expect(letter.properties.headers[Topology.DeadLetterHeader.deadLetteredBy]?.stringValue == "gateway/\(machine)")
+                #expect(letter.properties.headers[Topology.DeadLetterHeader.code]?.stringValue == "unauthorisedSource")
+                letter.ack()
+                break
+            }
+
+            // A second connection for another machine is not affected by this one's bad frame.
+            let neighbour = MachineName(ServiceEnvironment.uniqueName("gw"))!
+            let second = try await FrameAgent(url: gateway.url(), token: try await gateway.token(machine: neighbour.rawValue))
+            try await agent.sendRaw("{\"frame\":\"ack\",\"tag\":\"x\"}\n")
+            let close = await agent.closed()
+            #expect(close?.closeCode == .policyViolation)
+            #expect(close?.reason == "badFrame: ack: tag must be a whole number, 0 or more")
+            try await waitFor("the unacked delivery back in the queue") {
+                (try? await observer.queueState(machineQueue))?.messageCount == 1
+            }
+            let fine = Envelope(source: .agent(neighbour), epoch: SequenceEpoch(), seq: 1, payload: AgentShutdown(machine: neighbour, reason: "ok"))
+            try await second.send(.publish(id: fine.id.description, body: Array(try fine.encoded())))
+            #expect(await second.next() == .confirmed(id: fine.id.description))
+            await second.close()
+            #expect(agent.problems.isEmpty && second.problems.isEmpty)
+
+            _ = try? await observer.deleteQueue(machineQueue)
+            _ = try? await observer.deleteQueue(Topology.machineQueue(neighbour))
+            await observer.close()
+            await gateway.stop()
+        }
+    }
+}
+
+/// Polls `condition` every 50 ms for up to 20 s.
+private func waitFor(_ what: String, _ condition: () async -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(20)
+    while !(await condition()) {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("timed out waiting for \(what)")
+            throw CancellationError()
+        }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+}
