@@ -20,12 +20,20 @@ public struct GatewayConfiguration: Sendable {
     public var tls: (certificate: String, key: String)?
     /// The broker the gateway reaches on the agents' behalf.
     public var broker: AMQPConfiguration
+    /// Refused connections allowed per client address within ``refusalWindow``; more are refused at once.
+    public var refusalLimit: Int
+    public var refusalWindow: Duration
 
-    public init(host: String = "127.0.0.1", port: Int = 8443, tls: (certificate: String, key: String)? = nil, broker: AMQPConfiguration) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 8443, tls: (certificate: String, key: String)? = nil,
+        broker: AMQPConfiguration, refusalLimit: Int = 10, refusalWindow: Duration = .seconds(60)
+    ) {
         self.host = host
         self.port = port
         self.tls = tls
         self.broker = broker
+        self.refusalLimit = refusalLimit
+        self.refusalWindow = refusalWindow
     }
 }
 
@@ -36,6 +44,7 @@ public struct GatewayServer: Service {
     let tokens: APIStore
     let logger: Logger
     let onListening: @Sendable (Int) -> Void
+    let limiter: RefusalLimiter
 
     /// - Parameter tokens: where enrollment tokens are stored (the coordinators' database).
     public init(
@@ -46,6 +55,9 @@ public struct GatewayServer: Service {
         self.tokens = tokens
         self.logger = logger
         self.onListening = onListening
+        let (seconds, attoseconds) = configuration.refusalWindow.components
+        self.limiter = RefusalLimiter(
+            limit: configuration.refusalLimit, window: Double(seconds) + Double(attoseconds) / 1e18)
     }
 
     /// Who may connect: a valid enrollment token, for its machine (a token bound to a machine) or the one the agent
@@ -80,8 +92,8 @@ public struct GatewayServer: Service {
         return .agent(machine)
     }
 
-    func router() -> Router<BasicWebSocketRequestContext> {
-        let router = Router(context: BasicWebSocketRequestContext.self)
+    func router() -> Router<GatewayRequestContext> {
+        let router = Router(context: GatewayRequestContext.self)
         router.get("/health") { _, _ in "ok\n" }
         let logger = self.logger
         let broker = configuration.broker
@@ -96,11 +108,18 @@ public struct GatewayServer: Service {
                     let parts = header.split(separator: " ", maxSplits: 1)
                     return parts.count == 2 && parts[0].lowercased() == "bearer" ? String(parts[1]) : nil
                 }
-                let admission = await admit(
-                    token: token, machine: request.uri.queryParameters.get("machine"), now: Date())
+                let address = context.requestContext.remoteAddress ?? "unknown"
+                let now = Date()
+                let admission: Admission
+                if let wait = limiter.retryAfter(address, now: now) {
+                    admission = .refused("tooManyRequests: too many refused connections from \(address); retry in \(Int(wait.rounded(.up))) s")
+                } else {
+                    admission = await admit(token: token, machine: request.uri.queryParameters.get("machine"), now: now)
+                    if case .refused = admission { limiter.refused(address, at: now) }
+                }
                 switch admission {
                 case .refused(let reason):
-                    logger.notice("agent refused", metadata: ["cta.reason": "\(reason)"])
+                    logger.notice("agent refused", metadata: ["cta.reason": "\(reason)", "cta.address": "\(address)"])
                     try await outbound.close(.policyViolation, reason: String(reason.prefix(120)))
                 case .agent(let machine):
                     logger.info("agent connected", metadata: ["cta.machine": "\(machine)"])

@@ -19,14 +19,15 @@ final class GatewayUnderTest: Sendable {
     let tokens: APIStore
     private let task: Task<Void, Never>
 
-    init(tokens: APIStore, brokerURL: String) async throws {
+    init(tokens: APIStore, brokerURL: String, refusalLimit: Int = 10) async throws {
         self.tokens = tokens
         let listening = AsyncStream<Int>.makeStream()
         var logger = Logger(label: "cta.gateway.test")
         // Quiet: stopping the server by cancellation logs errors that are not.
         logger.logLevel = .critical
         let server = GatewayServer(
-            configuration: GatewayConfiguration(host: "127.0.0.1", port: 0, broker: try AMQPConfiguration(url: brokerURL)),
+            configuration: GatewayConfiguration(
+                host: "127.0.0.1", port: 0, broker: try AMQPConfiguration(url: brokerURL), refusalLimit: refusalLimit),
             tokens: tokens, logger: logger
         ) { listening.continuation.yield($0) }
         task = Task {
@@ -163,7 +164,7 @@ struct GatewayTests {
         try await withMongoDatabase("cta-gateway") { _, database in
             let tokens = APIStore(store: MongoStore(database: database))
             try await tokens.prepare()
-            let gateway = try await GatewayUnderTest(tokens: tokens, brokerURL: try ServiceEnvironment.requireAMQPURL())
+            let gateway = try await GatewayUnderTest(tokens: tokens, brokerURL: try ServiceEnvironment.requireAMQPURL(), refusalLimit: 5)
             let bound = try await gateway.token(machine: "gw-bound")
             let cases: [(String, String, String)] = [
                 (gateway.url(machine: "gw-x"), Secrets.newEnrollmentToken(), "unauthenticated: unknown enrollment token"),
@@ -178,6 +179,10 @@ struct GatewayTests {
                 #expect(close?.closeCode == .policyViolation, "\(reason)")
                 #expect(close?.reason?.hasPrefix(reason) == true, "\(close?.reason ?? "no reason") for \(reason)")
             }
+            // Five refusals from this address: the next attempt is refused at once, even with a good token.
+            let limited = try await FrameAgent(url: gateway.url(), token: try await gateway.token(machine: "gw-fine"))
+            let close = await limited.closed()
+            #expect(close?.reason?.hasPrefix("tooManyRequests: too many refused connections from 127.0.0.1") == true, "\(String(describing: close))")
             await gateway.stop()
         }
     }
