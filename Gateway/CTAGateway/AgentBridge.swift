@@ -186,6 +186,9 @@ public final class AgentBridge: Sendable {
         } catch {
             if !shared { return "unavailable: the broker connection ended" }
         }
+        // Cancelled (credit 0, or the agent left): the broker stops delivering; what the agent did not settle goes
+        // back to the queue, as for a direct agent.
+        await consumer.cancel()
         if shared { return nil }
         return Task.isCancelled ? nil : "unavailable: the broker ended the machine queue's consumer"
     }

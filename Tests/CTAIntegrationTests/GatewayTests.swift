@@ -267,6 +267,29 @@ struct GatewayTests {
                 break
             }
 
+            // Shared queues while the agent gives credit: a group queue (declared for it), and a parallel queue
+            // that does not exist, reported as a cancelled consumer.
+            let group = GroupName(ServiceEnvironment.uniqueName("gwpool"))!
+            try await agent.send(.credit(queue: Topology.groupQueue(group), credit: 1))
+            try await waitFor("the gateway consuming the group queue") {
+                (try? await observer.queueState(Topology.groupQueue(group)))?.consumerCount == 1
+            }
+            try await observer.publish(
+                OutgoingMessage(exchange: Topology.dispatchExchange, routingKey: Topology.groupRoutingKey(group), body: work, mandatory: true))
+            guard case .deliver(let groupTag, Topology.groupQueue(group), false, work)? = await agent.next() else {
+                Issue.record("no delivery from the group queue")
+                return
+            }
+            try await agent.send(.ack(tag: groupTag))
+            try await agent.send(.credit(queue: Topology.groupQueue(group), credit: 0))
+            try await waitFor("the group consumer stopped") {
+                (try? await observer.queueState(Topology.groupQueue(group)))?.consumerCount == 0
+            }
+            #expect(try await observer.queueState(Topology.groupQueue(group)).messageCount == 0)
+            let missing = Topology.parallelQueue(execution: ExecutionID())
+            try await agent.send(.credit(queue: missing, credit: 1))
+            #expect(await agent.next() == .consumerCancelled(queue: missing))
+
             // A second connection for another machine is not affected by this one's bad frame.
             let neighbour = MachineName(ServiceEnvironment.uniqueName("gw"))!
             let second = try await FrameAgent(url: gateway.url(), token: try await gateway.token(machine: neighbour.rawValue))
@@ -285,6 +308,7 @@ struct GatewayTests {
 
             _ = try? await observer.deleteQueue(machineQueue)
             _ = try? await observer.deleteQueue(Topology.machineQueue(neighbour))
+            _ = try? await observer.deleteQueue(Topology.groupQueue(group))
             await observer.close()
             await gateway.stop()
         }
