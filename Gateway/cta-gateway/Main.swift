@@ -33,8 +33,8 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "MongoDB connection string of the coordinators' database, for enrollment tokens (default: $CTA_MONGO_URI).")
     var uri: String?
 
-    @Option(help: "The coordinators' database name.")
-    var database = "cta"
+    @Option(help: "The coordinators' database name (default: $CTA_DATABASE, else cta).")
+    var database: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
@@ -60,7 +60,7 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "cta.gateway")
         let client = try MongoClient(configuration: .init(uri: uri, appName: "cta-gateway"), logger: logger)
-        let tokens = APIStore(store: MongoStore(database: client.database(database)))
+        let tokens = APIStore(store: MongoStore(database: client.database(database ?? environment["CTA_DATABASE"] ?? "cta")))
         let server = GatewayServer(
             configuration: GatewayConfiguration(
                 host: host, port: port, tls: tlsCert.flatMap { cert in tlsKey.map { (cert, $0) } },

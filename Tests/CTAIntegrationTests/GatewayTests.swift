@@ -159,7 +159,7 @@ final class FrameAgent: Sendable {
     .enabled(if: ServiceEnvironment.brokerEnabled && ServiceEnvironment.mongoEnabled, "needs CTA_AMQP_URL and CTA_MONGO_URI")
 )
 struct GatewayTests {
-    @Test("unknown, revoked, user and mismatched tokens are refused with a close reason; nothing is bridged")
+    @Test("unknown, revoked, user and mismatched tokens are refused with a close reason; nothing is bridged", .timeLimit(.minutes(2)))
     func refusals() async throws {
         try await withMongoDatabase("cta-gateway") { _, database in
             let tokens = APIStore(store: MongoStore(database: database))
@@ -188,7 +188,8 @@ struct GatewayTests {
     }
 
     @Test(
-        "deliveries are acked to the broker only on the agent's ack, released ones come back, unacked ones return when the agent goes; events are confirmed after the broker's confirm, another machine's refused and dead-lettered; a bad frame closes only its connection"
+        "deliveries are acked to the broker only on the agent's ack, released ones come back, unacked ones return when the agent goes; events are confirmed after the broker's confirm, another machine's refused and dead-lettered; a bad frame closes only its connection",
+        .timeLimit(.minutes(2))
     )
     func bridge() async throws {
         let url = try ServiceEnvironment.requireAMQPURL()
@@ -196,6 +197,18 @@ struct GatewayTests {
             let tokens = APIStore(store: MongoStore(database: database))
             try await tokens.prepare()
             let gateway = try await GatewayUnderTest(tokens: tokens, brokerURL: url)
+            do {
+                try await exercise(gateway, url: url)
+            } catch {
+                await gateway.stop()
+                throw error
+            }
+            await gateway.stop()
+        }
+    }
+
+    private func exercise(_ gateway: GatewayUnderTest, url: String) async throws {
+        do {
             let machine = MachineName(ServiceEnvironment.uniqueName("gw"))!
             let machineQueue = Topology.machineQueue(machine)
             let observer = AMQPConnection(configuration: try AMQPConfiguration(url: url))
@@ -310,8 +323,41 @@ struct GatewayTests {
             _ = try? await observer.deleteQueue(Topology.machineQueue(neighbour))
             _ = try? await observer.deleteQueue(Topology.groupQueue(group))
             await observer.close()
-            await gateway.stop()
         }
+    }
+}
+
+@Suite("Gateway packaging")
+struct GatewayPackagingTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    @Test("the systemd unit starts the built cta-gateway with flags it takes, and its environment file sets what it reads")
+    func unitAndEnvironment() async throws {
+        let unit = try String(contentsOf: Self.root.appendingPathComponent("packaging/systemd/cta-gateway.service"), encoding: .utf8)
+        let lines = unit.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("#") }
+        let exec = try #require(lines.first { $0.hasPrefix("ExecStart=") }).dropFirst("ExecStart=".count)
+        let words = exec.split(separator: " ").map(String.init)
+        #expect(words.first == "/usr/bin/cta-gateway")
+        #expect(lines.contains("EnvironmentFile=/etc/cta/gateway.env"))
+        #expect(lines.contains("Restart=on-failure"))
+
+        let candidates = [".build/debug/cta-gateway", ".build/release/cta-gateway"].map { Self.root.appendingPathComponent($0).path }
+            + [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cta-gateway").path]
+        let binary = try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0) }, "cta-gateway not built")
+        let output = NSTemporaryDirectory() + "cta-gateway-help-\(UUID().uuidString.prefix(6))"
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let pid = try spawn([binary, "--help"], environment: [], output: output)
+        #expect(await waitForExit(pid: pid, timeout: .seconds(30)) == 0)
+        let help = try String(contentsOfFile: output, encoding: .utf8)
+        for flag in words.dropFirst() where flag.hasPrefix("--") {
+            #expect(help.contains(flag + " "), "\(flag) is not a cta-gateway flag")
+        }
+        let environment = try String(contentsOf: Self.root.appendingPathComponent("packaging/config/gateway.env"), encoding: .utf8)
+        let names = environment.split(separator: "\n").filter { !$0.hasPrefix("#") && $0.contains("=") }
+            .map { String($0.prefix { $0 != "=" }) }
+        #expect(names == ["CTA_AMQP_URL", "CTA_MONGO_URI"])
+        for name in names { #expect(help.contains("$" + name), "cta-gateway does not read \(name)") }
     }
 }
 
