@@ -116,7 +116,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ],
+            ] + http(["CTAAgentGateway"]),
             path: "Agent/cta-agent",
             swiftSettings: upcoming
         ),
@@ -236,7 +236,10 @@ let package = Package(
             path: "Tests/CTAIntegrationTests",
             // The end-to-end tests of the HTTP side.
             exclude: coreOnly
-                ? ["APITests.swift", "APIClient.swift", "CLIEndToEndTests.swift", "GatewayTests.swift", "LiveFeedEndToEndTests.swift"]
+                ? [
+                    "APITests.swift", "APIClient.swift", "CLIEndToEndTests.swift", "GatewayEndToEndTests.swift",
+                    "GatewayTests.swift", "LiveFeedEndToEndTests.swift",
+                ]
                 : [],
             swiftSettings: upcoming
         ),
@@ -249,6 +252,21 @@ let package = Package(
 if !coreOnly {
     package.products += [.executable(name: "cta-gateway", targets: ["cta-gateway"])]
     package.targets += [
+        .target(
+            name: "CTAAgentGateway",
+            dependencies: [
+                "CTAAgent",
+                "CTABroker",
+                "CTACore",
+                "CTAMessaging",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Agent/CTAAgentGateway",
+            swiftSettings: upcoming
+        ),
         .target(
             name: "CTAGateway",
             dependencies: [

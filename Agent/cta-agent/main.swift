@@ -5,6 +5,9 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 import CTACore
+#if canImport(CTAAgentGateway)
+import CTAAgentGateway
+#endif
 
 /// `cta-agent`: runs tests on this machine for CTA.
 ///
@@ -96,7 +99,8 @@ struct AgentCommand: AsyncParsableCommand {
         let assembly: AgentAssembly
         do {
             assembly = try await AgentAssembly.make(
-                configuration: configuration, environment: environment, facts: facts, logger: logger)
+                configuration: configuration, environment: environment, facts: facts, logger: logger,
+                gatewayTransport: Self.gatewayTransport)
         } catch {
             logger.critical("cannot start", metadata: ["cta.error": "\(error)"])
             FileHandle.standardError.write(Data("cta-agent: \(error)\n".utf8))
@@ -137,4 +141,16 @@ struct AgentService: Service {
             runtime.requestShutdown()
         }
     }
+}
+
+extension AgentCommand {
+    #if canImport(CTAAgentGateway)
+    /// The transport through a gateway (`gateway.url`).
+    static let gatewayTransport: AgentAssembly.GatewayTransportFactory? = { url, token, machine, logger in
+        try GatewayAgentTransport(gateway: url, token: token, machine: machine, logger: logger)
+    }
+    #else
+    /// A build without the HTTP side (CTA_PACKAGE_CORE_ONLY=1) has no gateway transport.
+    static let gatewayTransport: AgentAssembly.GatewayTransportFactory? = nil
+    #endif
 }

@@ -203,3 +203,9 @@ public struct GatewayFrameError: Error, Hashable, Sendable, CustomStringConverti
 
     public var description: String { reason }
 }
+
+/// Limits both ends of a gateway connection keep.
+public enum GatewayLimits {
+    /// Largest WebSocket message accepted (an envelope is at most 1 MiB, plus the header).
+    public static let maximumFrameBytes = (1 << 20) + GatewayFrame.maximumHeaderBytes + 1
+}

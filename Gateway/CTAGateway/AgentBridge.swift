@@ -339,8 +339,3 @@ final class PublishQueue: Sendable {
     }
 }
 
-/// The gateway's limits on what an agent sends.
-public enum GatewayLimits {
-    /// Largest WebSocket message accepted from an agent (an envelope is at most 1 MiB, plus the header).
-    public static let maximumFrameBytes = (1 << 20) + GatewayFrame.maximumHeaderBytes + 1
-}

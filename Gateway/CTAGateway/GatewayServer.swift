@@ -1,6 +1,7 @@
 public import CTABroker
 public import CTAAPI
 import CTACore
+import CTAMessaging
 import Foundation
 import Hummingbird
 import HummingbirdCore

@@ -110,6 +110,7 @@ struct AgentConfigurationDefaultsTests {
             """
             gateway:
               url: https://gw.example.com:8443/cta
+              token: cta_enroll_secret
             machine: Build-07.lab
             groups: [linux, gpu, linux]
             tags: {browser: firefox, gpu: true, ram: 64, ratio: 1.5, empty: ~, quoted: "x y"}
@@ -136,6 +137,7 @@ struct AgentConfigurationDefaultsTests {
         )
         #expect(configuration.brokerURL == nil)
         #expect(configuration.gatewayURL == "https://gw.example.com:8443/cta")
+        #expect(configuration.gatewayToken == "cta_enroll_secret")
         #expect(configuration.machine.rawValue == "Build-07.lab")
         #expect(configuration.groups.map(\.rawValue) == ["linux", "gpu"])
         #expect(
@@ -186,7 +188,7 @@ struct AgentConfigurationDefaultsTests {
 
     @Test("every environment variable maps to a key the loader knows")
     func environmentVariables() throws {
-        #expect(Loader.environmentKeys.count == 12)
+        #expect(Loader.environmentKeys.count == 13)
         for (variable, key) in Loader.environmentKeys {
             #expect(variable.hasPrefix("CTA_AGENT_"))
             #expect(Loader.keys.contains(key), "\(variable) → \(key)")
@@ -243,10 +245,18 @@ struct AgentConfigurationDefaultsTests {
     func switchTransport() throws {
         let configuration = try load(
             broker,
-            environment: ["CTA_AGENT_BROKER_URL": "", "CTA_AGENT_GATEWAY_URL": "https://gw.example.com"]
+            environment: [
+                "CTA_AGENT_BROKER_URL": "", "CTA_AGENT_GATEWAY_URL": "https://gw.example.com",
+                "CTA_AGENT_GATEWAY_TOKEN": "cta_enroll_secret",
+            ]
         )
         #expect(configuration.brokerURL == nil)
         #expect(configuration.gatewayURL == "https://gw.example.com")
+        #expect(configuration.gatewayToken == "cta_enroll_secret")
+        // A gateway without a token is refused, naming the key.
+        #expect(throws: ConfigurationError.self) {
+            try load(broker, environment: ["CTA_AGENT_BROKER_URL": "", "CTA_AGENT_GATEWAY_URL": "https://gw.example.com"])
+        }
     }
 
     @Test(

@@ -38,12 +38,14 @@ struct AgentProcess: Sendable {
     /// Starts an agent (again, when `directory` held one before: same spool, same journal).
     static func start(
         machine: MachineName, brokerURL: String, directory: String, groups: [String] = [], maxConcurrent: Int = 1,
-        tags: [String: String] = ["suite": "agent-tests"], extraEnvironment: [String: String] = [:]
+        tags: [String: String] = ["suite": "agent-tests"], extraEnvironment: [String: String] = [:],
+        gateway: (url: String, token: String)? = nil
     ) throws -> AgentProcess {
+        // Through a gateway, the agent is given no broker at all.
+        let reach = gateway.map { "gateway:\n  url: \($0.url)\n  token: \($0.token)" } ?? "broker:\n  url: \(brokerURL)"
         let config = """
             # written by the agent integration tests
-            broker:
-              url: \(brokerURL)
+            \(reach)
             machine: \(machine)
             groups: [\(groups.joined(separator: ", "))]
             tags: {\(tags.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))}

@@ -17,6 +17,8 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var brokerURL: String?
     /// The HTTPS URL of a gateway (`gateway.url`), when the agent sits behind a firewall.
     public var gatewayURL: String?
+    /// The enrollment token the agent presents to the gateway (`gateway.token`); required with ``gatewayURL``.
+    public var gatewayToken: String?
     /// The machine name the agent registers (`machine`).
     public var machine: MachineName
     /// The groups (pools) the machine belongs to, without duplicates, in the order given (`groups`).
@@ -56,6 +58,7 @@ public struct AgentConfiguration: Sendable, Hashable {
     public init(
         brokerURL: String? = nil,
         gatewayURL: String? = nil,
+        gatewayToken: String? = nil,
         machine: MachineName,
         groups: [GroupName] = [],
         tags: [String: String] = [:],
@@ -75,6 +78,7 @@ public struct AgentConfiguration: Sendable, Hashable {
     ) {
         self.brokerURL = brokerURL
         self.gatewayURL = gatewayURL
+        self.gatewayToken = gatewayToken
         self.machine = machine
         self.groups = groups
         self.tags = tags

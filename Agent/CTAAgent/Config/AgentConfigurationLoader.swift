@@ -14,6 +14,7 @@ import Logging
 /// |---|---|---|---|---|
 /// | `broker.url` | AMQP URL | — | `CTA_AGENT_BROKER_URL` | the broker: `amqp://user:pass@host/vhost`, `amqps://…` |
 /// | `gateway.url` | HTTP(S) URL | — | `CTA_AGENT_GATEWAY_URL` | a gateway, for agents behind a firewall |
+/// | `gateway.token` | text | — | `CTA_AGENT_GATEWAY_TOKEN` | the enrollment token for the gateway; required with `gateway.url` |
 /// | `machine` | name | the host name's first label | `CTA_AGENT_MACHINE` | the machine name the agent registers |
 /// | `groups` | list of names | none | `CTA_AGENT_GROUPS` (`a,b`) | the pools the machine belongs to |
 /// | `tags` | mapping | none | `CTA_AGENT_TAGS` (`k=v,k2=v2`) | capabilities the scheduler selects on |
@@ -65,6 +66,7 @@ public struct AgentConfigurationLoader: Sendable {
     public static let environmentKeys: [String: String] = [
         "CTA_AGENT_BROKER_URL": "broker.url",
         "CTA_AGENT_GATEWAY_URL": "gateway.url",
+        "CTA_AGENT_GATEWAY_TOKEN": "gateway.token",
         "CTA_AGENT_MACHINE": "machine",
         "CTA_AGENT_GROUPS": "groups",
         "CTA_AGENT_TAGS": "tags",
@@ -363,6 +365,12 @@ struct ConfigurationBuilder {
                 message: "set exactly one of broker.url and gateway.url; "
                     + (blameGateway
                         ? "broker.url is also set \(broker.phrase)" : "gateway.url is also set \(gateway.phrase)")
+            )
+        case (nil, .some) where configuration.gatewayToken == nil:
+            throw ConfigurationError(
+                key: "gateway.token",
+                origin: fileOrigin ?? .none,
+                message: "gateway.url needs the machine's enrollment token in gateway.token (or CTA_AGENT_GATEWAY_TOKEN)"
             )
         default:
             break

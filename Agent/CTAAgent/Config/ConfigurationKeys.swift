@@ -49,6 +49,10 @@ struct ConfigurationKey: Sendable {
             }
             configuration.gatewayURL = url
         },
+        ConfigurationKey("gateway.token") { (configuration, value) throws(ValueProblem) in
+            let token = try text(value, expected: "an enrollment token")
+            configuration.gatewayToken = token.isEmpty ? nil : token
+        },
         ConfigurationKey("machine") { (configuration, value) throws(ValueProblem) in
             configuration.machine = try name(MachineName.self, try text(value, expected: "a machine name"))
         },

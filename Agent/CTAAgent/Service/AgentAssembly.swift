@@ -1,5 +1,5 @@
 import CTABroker
-import CTACore
+public import CTACore
 import Foundation
 public import Logging
 
@@ -10,21 +10,44 @@ public struct AgentAssembly: Sendable {
     /// The spool (close it after the runtime ended).
     public let spool: Spool
 
+    /// Makes the transport through a gateway: `gateway.url`, `gateway.token`, the machine.
+    public typealias GatewayTransportFactory =
+        @Sendable (_ url: String, _ token: String, _ machine: MachineName, _ logger: Logger) throws -> any AgentTransport
+
     /// Opens the state directory and wires the parts together.
     ///
-    /// - Parameter environment: The agent's own environment; only the variables named by
-    ///   ``AgentConfiguration/passEnvironment`` reach test stages.
+    /// - Parameters:
+    ///   - environment: The agent's own environment; only the variables named by
+    ///     ``AgentConfiguration/passEnvironment`` reach test stages.
+    ///   - gatewayTransport: How to reach a gateway (`gateway.url`); nil in a build without one.
     public static func make(
-        configuration: AgentConfiguration, environment: [String: String], facts: HostFacts, logger: Logger
+        configuration: AgentConfiguration, environment: [String: String], facts: HostFacts, logger: Logger,
+        gatewayTransport: GatewayTransportFactory? = nil
     ) async throws -> AgentAssembly {
-        guard let brokerURL = configuration.brokerURL else {
-            throw AgentStartError("the gateway transport is not available in this version; set broker.url")
-        }
-        let amqp: AMQPConfiguration
-        do {
-            amqp = try AMQPConfiguration(url: brokerURL)
-        } catch {
-            throw AgentStartError("broker.url: \(error)")
+        let transport: any AgentTransport
+        let kind: Transport
+        if let brokerURL = configuration.brokerURL {
+            let amqp: AMQPConfiguration
+            do {
+                amqp = try AMQPConfiguration(url: brokerURL)
+            } catch {
+                throw AgentStartError("broker.url: \(error)")
+            }
+            transport = AMQPAgentTransport(configuration: amqp, machine: configuration.machine, logger: logger)
+            kind = .amqp
+        } else if let gatewayURL = configuration.gatewayURL {
+            guard let gatewayTransport else {
+                throw AgentStartError("this build of the agent has no gateway transport; set broker.url")
+            }
+            guard let token = configuration.gatewayToken else { throw AgentStartError("gateway.url needs gateway.token") }
+            do {
+                transport = try gatewayTransport(gatewayURL, token, configuration.machine, logger)
+            } catch {
+                throw AgentStartError("gateway.url: \(error)")
+            }
+            kind = .gateway
+        } else {
+            throw AgentStartError("set broker.url or gateway.url")
         }
         let state = configuration.stateDirectory
         for directory in [state, configuration.workDirectory] {
@@ -42,7 +65,6 @@ public struct AgentAssembly: Sendable {
         }
         let journal = try WorkJournal(directory: state + "/journal")
         let outbox = Outbox(spool: spool, machine: configuration.machine, logger: logger)
-        let transport = AMQPAgentTransport(configuration: amqp, machine: configuration.machine, logger: logger)
 
         var base: [String: String] = [:]
         for name in configuration.passEnvironment { base[name] = environment[name] }
@@ -62,7 +84,7 @@ public struct AgentAssembly: Sendable {
             machine: configuration.machine, hostname: facts.hostname, addresses: facts.addresses, os: facts.os,
             arch: facts.arch, cpuCount: facts.cpuCount, memoryBytes: facts.memoryBytes,
             agentVersion: AgentVersion.current, tags: configuration.tags, groups: configuration.groups,
-            maxConcurrentExecutions: configuration.maxConcurrentExecutions, transport: .amqp, startedAt: .now())
+            maxConcurrentExecutions: configuration.maxConcurrentExecutions, transport: kind, startedAt: .now())
         let settings = AgentRuntime.Settings(
             machine: configuration.machine, groups: configuration.groups,
             maxConcurrentExecutions: configuration.maxConcurrentExecutions,
