@@ -264,6 +264,11 @@ final class ConnectionWorker: @unchecked Sendable {
                 if connected { heartbeatDuties() }
             } else if configuration.reconnect.enabled, closing == nil, ContinuousClock.now >= nextAttempt {
                 reconnect()
+            } else if !configuration.reconnect.enabled, closing == nil {
+                // Lost, and not to be reconnected: everything pending has failed and no command is taken any
+                // more, so the worker ends (it would otherwise wait for a reconnect that never comes).
+                shutDown()
+                return
             }
             expireDeadlines()
             waitForActivity()
