@@ -29,11 +29,18 @@ public final class GatewayAgentTransport: AgentTransport {
     /// How long an event may wait for its `confirmed` before it counts as not delivered.
     public static let confirmTimeout = Duration.seconds(30)
 
+    /// An event's answer: awaited (with the waiting task, once it waits), or already known.
+    enum Slot {
+        case waiting(CheckedContinuation<Result<Void, TransportError>, Never>?)
+        case answered(Result<Void, TransportError>)
+    }
+
     struct State {
         /// Frames to write on the current connection; nil while there is none.
         var writer: AsyncStream<String>.Continuation?
         var generation = 0
-        var pending: [String: CheckedContinuation<Result<Void, TransportError>, Never>] = [:]
+        /// Events sent and not answered yet, by lower-cased id.
+        var pending: [String: Slot] = [:]
         var streams: [String: AsyncThrowingStream<IncomingMessage, any Error>.Continuation] = [:]
         /// The credit of each shared queue being consumed, sent again after a reconnect.
         var credits: [String: Int] = [:]
@@ -78,16 +85,47 @@ public final class GatewayAgentTransport: AgentTransport {
         if Task.isCancelled || state.withLock({ $0.closed }) { throw TransportError(.closed, "the transport was closed") }
     }
 
+    /// Sends every event in order, then waits for each answer (at most ``confirmTimeout``).
     public func publish(_ events: [OutboundEvent]) async -> [Result<Void, TransportError>] {
-        await withTaskGroup(of: (Int, Result<Void, TransportError>).self) { group in
-            for (index, event) in events.enumerated() {
-                let id = event.id.description
-                let frame = String(decoding: GatewayFrame.publish(id: id, body: event.body).encoded, as: UTF8.self)
-                group.addTask { (index, await self.send(frame, awaiting: id)) }
+        let keys = events.map { $0.id.description.lowercased() }
+        let sent = state.withLock { state -> Bool in
+            guard let writer = state.writer, !state.closed else { return false }
+            for (key, event) in zip(keys, events) {
+                state.pending[key] = .waiting(nil)
+                writer.yield(String(decoding: GatewayFrame.publish(id: event.id.description, body: event.body).encoded, as: UTF8.self))
             }
-            var results = [Result<Void, TransportError>](repeating: .failure(TransportError(.unavailable, "not sent")), count: events.count)
-            for await (index, result) in group { results[index] = result }
-            return results
+            return true
+        }
+        guard sent else {
+            return events.map { _ in .failure(TransportError(.unavailable, "not connected to the gateway")) }
+        }
+        let timeout = Task {
+            try? await Task.sleep(for: Self.confirmTimeout)
+            guard !Task.isCancelled else { return }
+            for key in keys { self.resolve(key, .failure(TransportError(.unavailable, "no confirm from the gateway in time"))) }
+        }
+        defer { timeout.cancel() }
+        var results: [Result<Void, TransportError>] = []
+        for key in keys { results.append(await answer(key)) }
+        return results
+    }
+
+    /// The answer to the event sent with `key`, once it comes.
+    private func answer(_ key: String) async -> Result<Void, TransportError> {
+        await withCheckedContinuation { continuation in
+            let known = state.withLock { state -> Result<Void, TransportError>? in
+                switch state.pending[key] {
+                case .answered(let result)?:
+                    state.pending[key] = nil
+                    return result
+                case .waiting?:
+                    state.pending[key] = .waiting(continuation)
+                    return nil
+                case nil:
+                    return .failure(TransportError(.unavailable, "the gateway connection was lost"))
+                }
+            }
+            if let known { continuation.resume(returning: known) }
         }
     }
 
@@ -136,7 +174,9 @@ public final class GatewayAgentTransport: AgentTransport {
             return (state.writer, state.pending, state.streams, state.connectedWaiters)
         }
         writer?.finish()
-        for (_, continuation) in pending { continuation.resume(returning: .failure(TransportError(.closed, "the transport was closed"))) }
+        for case .waiting(let continuation?) in pending.values {
+            continuation.resume(returning: .failure(TransportError(.closed, "the transport was closed")))
+        }
         for (_, stream) in streams { stream.finish() }
         for waiter in waiters { waiter.resume() }
         let task = runner.withLock { $0 }
@@ -229,14 +269,22 @@ public final class GatewayAgentTransport: AgentTransport {
 
     /// The connection is gone: unconfirmed events fail (the spool resends them).
     private func disconnected() {
-        let pending = state.withLock { state in
+        let lost = TransportError(.unavailable, "the gateway connection was lost")
+        let waiting = state.withLock { state in
             state.writer = nil
-            defer { state.pending = [:] }
-            return state.pending
+            var waiting: [CheckedContinuation<Result<Void, TransportError>, Never>] = []
+            for (key, slot) in state.pending {
+                switch slot {
+                case .waiting(let continuation?):
+                    waiting.append(continuation)
+                    state.pending[key] = nil
+                case .waiting(nil): state.pending[key] = .answered(.failure(lost))
+                case .answered: break
+                }
+            }
+            return waiting
         }
-        for (_, continuation) in pending {
-            continuation.resume(returning: .failure(TransportError(.unavailable, "the gateway connection was lost")))
-        }
+        for continuation in waiting { continuation.resume(returning: .failure(lost)) }
     }
 
     /// Acts on one frame from the gateway; returns a problem for a frame it may not send.
@@ -287,8 +335,18 @@ public final class GatewayAgentTransport: AgentTransport {
         _ = write(String(decoding: frame.encoded, as: UTF8.self))
     }
 
+    /// Records the answer to an event; an answer to nothing awaited (a heartbeat's) is dropped.
     private func resolve(_ id: String, _ result: Result<Void, TransportError>) {
-        let continuation = state.withLock { $0.pending.removeValue(forKey: id.lowercased()) }
+        let key = id.lowercased()
+        let continuation = state.withLock { state -> CheckedContinuation<Result<Void, TransportError>, Never>? in
+            guard case .waiting(let continuation)? = state.pending[key] else { return nil }
+            if let continuation {
+                state.pending[key] = nil
+                return continuation
+            }
+            state.pending[key] = .answered(result)
+            return nil
+        }
         continuation?.resume(returning: result)
     }
 
@@ -298,28 +356,6 @@ public final class GatewayAgentTransport: AgentTransport {
         guard let writer = state.withLock({ $0.writer }) else { return false }
         if case .terminated = writer.yield(frame) { return false }
         return true
-    }
-
-    /// Sends an event and waits for its answer, at most ``confirmTimeout``.
-    private func send(_ frame: String, awaiting id: String) async -> Result<Void, TransportError> {
-        let key = id.lowercased()
-        let timeout = Task {
-            try? await Task.sleep(for: Self.confirmTimeout)
-            if !Task.isCancelled { self.resolve(key, .failure(TransportError(.unavailable, "no confirm from the gateway in time"))) }
-        }
-        defer { timeout.cancel() }
-        return await withCheckedContinuation { continuation in
-            let sent = state.withLock { state -> Bool in
-                guard let writer = state.writer, !state.closed else { return false }
-                state.pending[key] = continuation
-                if case .terminated = writer.yield(frame) {
-                    state.pending[key] = nil
-                    return false
-                }
-                return true
-            }
-            if !sent { continuation.resume(returning: .failure(TransportError(.unavailable, "not connected to the gateway"))) }
-        }
     }
 
     static func eventID(_ body: [UInt8]) -> String? {
