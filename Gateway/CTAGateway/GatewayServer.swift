@@ -121,6 +121,9 @@ public struct GatewayServer: Service {
                 switch admission {
                 case .refused(let reason):
                     logger.notice("agent refused", metadata: ["cta.reason": "\(reason)", "cta.address": "\(address)"])
+                    // Give the client's side of the upgrade a moment: a close frame right behind the upgrade
+                    // response was seen lost on a loaded machine, leaving the client waiting.
+                    try? await Task.sleep(for: .milliseconds(200))
                     try await outbound.close(.policyViolation, reason: String(reason.prefix(120)))
                 case .agent(let machine):
                     logger.info("agent connected", metadata: ["cta.machine": "\(machine)"])
