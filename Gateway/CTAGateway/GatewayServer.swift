@@ -10,6 +10,7 @@ import HummingbirdWebSocket
 public import Logging
 import NIOCore
 import NIOSSL
+import NIOConcurrencyHelpers
 import NIOWebSocket
 public import ServiceLifecycle
 
@@ -45,7 +46,8 @@ public struct GatewayServer: Service {
     let tokens: APIStore
     let logger: Logger
     let onListening: @Sendable (Int) -> Void
-    let limiter: RefusalLimiter
+    /// Refused connections per client address (the API's login limiter, keyed by address).
+    let limiter: NIOLockedValueBox<LoginLimiter>
 
     /// - Parameter tokens: where enrollment tokens are stored (the coordinators' database).
     public init(
@@ -57,8 +59,8 @@ public struct GatewayServer: Service {
         self.logger = logger
         self.onListening = onListening
         let (seconds, attoseconds) = configuration.refusalWindow.components
-        self.limiter = RefusalLimiter(
-            limit: configuration.refusalLimit, window: Double(seconds) + Double(attoseconds) / 1e18)
+        self.limiter = NIOLockedValueBox(
+            LoginLimiter(limit: configuration.refusalLimit, window: Double(seconds) + Double(attoseconds) / 1e18))
     }
 
     /// Who may connect: a valid enrollment token, for its machine (a token bound to a machine) or the one the agent
@@ -112,11 +114,11 @@ public struct GatewayServer: Service {
                 let address = context.requestContext.remoteAddress ?? "unknown"
                 let now = Date()
                 let admission: Admission
-                if let wait = limiter.retryAfter(address, now: now) {
+                if let wait = limiter.withLockedValue({ $0.retryAfter([address], now: now) }) {
                     admission = .refused("tooManyRequests: too many refused connections from \(address); retry in \(Int(wait.rounded(.up))) s")
                 } else {
                     admission = await admit(token: token, machine: request.uri.queryParameters.get("machine"), now: now)
-                    if case .refused = admission { limiter.refused(address, at: now) }
+                    if case .refused = admission { limiter.withLockedValue { $0.fail([address], now: now) } }
                 }
                 switch admission {
                 case .refused(let reason):

@@ -177,7 +177,7 @@ private final class APIBenchRun: Sendable {
             }
         }
         setup.withLock { $0 = (admin, viewer, scenario) }
-        try await storeHistory(history, of: scenario)
+        try await store.storeHistory(history, of: scenario)
     }
 
     func stop() async {
@@ -463,29 +463,6 @@ private final class APIBenchRun: Sendable {
             guard rate > 0 else { return .failure(ValidationError("libmongoc find: \(message.text)")) }
             return .success(rate)
         }.get()
-    }
-
-    /// `count` ended executions, copies of one, so reads by `_id` run on a collection of a database in use.
-    private func storeHistory(_ count: Int, of scenario: ScenarioID) async throws {
-        guard count > 0 else { return }
-        let template = try await store.requestExecution(
-            of: scenario, requestedBy: "cta-bench/history", at: Date(timeIntervalSinceNow: -86_400))
-        _ = try await store.endExecution(
-            template.executionID, phase: .finished, reason: nil, counts: ResultCounts(ok: 1), at: Date())
-        guard let ended = try await store.execution(template.executionID) else {
-            throw ValidationError("the history template was not stored")
-        }
-        var documents: [BSONDocument] = []
-        for _ in 1..<count {
-            var copy = ended
-            copy._id = ExecutionID().description
-            documents.append(try BSONEncoder().encode(copy))
-            if documents.count == 500 {
-                _ = try await store.database.collection("executions").insertMany(documents)
-                documents.removeAll()
-            }
-        }
-        if !documents.isEmpty { _ = try await store.database.collection("executions").insertMany(documents) }
     }
 }
 

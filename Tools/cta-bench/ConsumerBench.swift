@@ -356,7 +356,7 @@ extension ConsumerBenchRun {
         let store = MongoStore(database: client.database(databaseName))
         let machine = MachineName(unchecked: "bench-agent")
         let scenario = try await defineScenario(in: store, machine: machine)
-        try await storeHistory(history, of: scenario, in: store)
+        try await store.storeHistory(history, of: scenario)
         let settings = Coordinator.Settings(instance: "cta-bench")
         let running = try startCoordinator(database: databaseName, settings: settings)
         let agent = try SimulatedAgent(machine: machine, url: url, logger: logger)
@@ -480,27 +480,6 @@ extension ConsumerBenchRun {
             baselineSamples: nil, baselineName: nil, operations: samples.count)
         p99.note = note
         return [p50, p99]
-    }
-
-    /// A one-test suite, a configuration that selects `machine` by name, and a mono scenario.
-    /// Stores `count` ended executions of `scenario`, so that the measured ones run against a collection of the
-    /// size a database in use has (some of SecantusDB's operations cost time in proportion to it).
-    private func storeHistory(_ count: Int, of scenario: ScenarioID, in store: MongoStore) async throws {
-        guard count > 0 else { return }
-        let template = try await store.requestExecution(of: scenario, requestedBy: "cta-bench/history", at: Date(timeIntervalSinceNow: -86_400))
-        _ = try await store.endExecution(template.executionID, phase: .finished, reason: nil, counts: ResultCounts(ok: 1), at: Date())
-        guard let ended = try await store.execution(template.executionID) else { throw ValidationError("the history template was not stored") }
-        var documents: [BSONDocument] = []
-        for _ in 1..<count {
-            var copy = ended
-            copy._id = ExecutionID().description
-            documents.append(try BSONEncoder().encode(copy))
-            if documents.count == 500 {
-                _ = try await store.database.collection("executions").insertMany(documents)
-                documents.removeAll()
-            }
-        }
-        if !documents.isEmpty { _ = try await store.database.collection("executions").insertMany(documents) }
     }
 
     private func defineScenario(in store: MongoStore, machine: MachineName) async throws -> ScenarioID {
