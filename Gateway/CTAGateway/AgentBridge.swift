@@ -206,7 +206,7 @@ public final class AgentBridge: Sendable {
                     messages.append(message)
                     positions.append(index)
                 case .failure(let error):
-                    await refuse(event, error)
+                    if let problem = await refuse(event, error) { return problem }
                 }
             }
             let results = await broker.publish(contentsOf: messages)
@@ -249,8 +249,10 @@ public final class AgentBridge: Sendable {
                 exchange: Topology.eventsExchange, routingKey: Topology.routingKey(for: envelope.type)))
     }
 
-    /// Dead-letters a refused event (no queue it came from) and answers `refused`.
-    private func refuse(_ event: (id: String, body: [UInt8]), _ error: WireError) async {
+    /// Dead-letters a refused event (no queue it came from) and answers `refused`. When the dead letter cannot be
+    /// published, returns a reason to end the connection: the agent reconnects and sends the event again, instead
+    /// of waiting for an answer that never comes.
+    private func refuse(_ event: (id: String, body: [UInt8]), _ error: WireError) async -> String? {
         var properties = AMQPProperties(contentType: Topology.contentType)
         for (name, value) in Topology.DeadLetterHeader.headers(
             for: error, exchange: Topology.eventsExchange, routingKey: "", queue: "", at: .now(), by: "gateway/\(machine)")
@@ -264,9 +266,10 @@ public final class AgentBridge: Sendable {
                     mandatory: false))
             logger.warning("refused an agent's event", metadata: ["cta.error": "\(error)"])
             send(.refused(id: event.id, error: error))
+            return nil
         } catch {
-            // Not dead-lettered: no answer, so the agent sends it again later.
             logger.error("could not dead-letter a refused event", metadata: ["cta.error": "\(error)"])
+            return "unavailable: the broker did not take a refused event's dead letter"
         }
     }
 

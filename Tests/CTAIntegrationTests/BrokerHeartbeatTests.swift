@@ -25,7 +25,9 @@ final class LogRecorder: Sendable {
         }
 
         func log(event: LogEvent) {
-            recorder.lines.withLock { $0.append(event.message.description) }
+            let metadata = self.metadata.merging(event.metadata ?? [:]) { $1 }
+            let line = metadata.isEmpty ? event.message.description : "\(event.message) \(metadata)"
+            recorder.lines.withLock { $0.append(line) }
         }
     }
 }

@@ -17,14 +17,15 @@ import Testing
 final class GatewayUnderTest: Sendable {
     let port: Int
     let tokens: APIStore
+    /// What the gateway logged at notice and above, for failure messages.
+    let log = LogRecorder()
     private let task: Task<Void, Never>
 
     init(tokens: APIStore, brokerURL: String, refusalLimit: Int = 10) async throws {
         self.tokens = tokens
         let listening = AsyncStream<Int>.makeStream()
-        var logger = Logger(label: "cta.gateway.test")
-        // Quiet: stopping the server by cancellation logs errors that are not.
-        logger.logLevel = .critical
+        var logger = log.logger
+        logger.logLevel = .notice
         let server = GatewayServer(
             configuration: GatewayConfiguration(
                 host: "127.0.0.1", port: 0, broker: try AMQPConfiguration(url: brokerURL), refusalLimit: refusalLimit),
@@ -57,6 +58,12 @@ final class GatewayUnderTest: Sendable {
         task.cancel()
         await task.value
     }
+
+    /// For a failure message: the frame that came instead, whether the connection ended, what the gateway logged.
+    func explain(_ frame: GatewayFrame?, _ agent: FrameAgent) -> String {
+        "got \(frame.map { String(decoding: $0.encoded, as: UTF8.self) } ?? "nothing"), connection ended: \(agent.ended), "
+            + "gateway log: \(log.messages)"
+    }
 }
 
 /// An agent that speaks gateway frames by hand.
@@ -67,7 +74,7 @@ final class FrameAgent: Sendable {
         let problems = Mutex<[String]>([])
     }
 
-    private let frames = AsyncStream<GatewayFrame>.makeStream()
+    private let frames = Mailbox()
     private let shared = Shared()
     private let connected = AsyncStream<Void>.makeStream()
     private let task: Task<WebSocketCloseFrame?, any Error>
@@ -82,7 +89,7 @@ final class FrameAgent: Sendable {
         headers[.authorization] = "Bearer \(token)"
         task = Task {
             defer {
-                frames.continuation.finish()
+                frames.end()
                 connected.continuation.finish()
             }
             return try await WebSocketClient.connect(
@@ -94,7 +101,7 @@ final class FrameAgent: Sendable {
                 for try await message in inbound.messages(maxSize: 1 << 21) {
                     guard case .text(let text) = message else { continue }
                     do {
-                        frames.continuation.yield(try GatewayFrame.decode(Array(text.utf8)))
+                        frames.put(try GatewayFrame.decode(Array(text.utf8)))
                     } catch {
                         shared.problems.withLock { $0.append("\(error)") }
                     }
@@ -114,21 +121,35 @@ final class FrameAgent: Sendable {
         try await outbound.write(.text(text))
     }
 
-    /// The next frame, or nil when none came within `timeout` or the connection ended.
-    func next(timeout: Duration = .seconds(20)) async -> GatewayFrame? {
-        let frames = self.frames
-        return await withTaskGroup(of: GatewayFrame?.self) { group in
-            group.addTask {
-                var iterator = frames.stream.makeAsyncIterator()
-                return await iterator.next()
+    /// The next frame, or nil when none came within `timeout` or the connection ended (``ended`` tells which).
+    func next(timeout: Duration = .seconds(30)) async -> GatewayFrame? {
+        await frames.next(timeout: timeout)
+    }
+
+    /// Whether the connection has ended.
+    var ended: Bool { frames.ended }
+
+    /// Frames received and not yet taken. Waiting for one is a poll, so a wait that times out leaves the next
+    /// frame for the next wait (an async stream whose waiting task is cancelled ends for good).
+    final class Mailbox: Sendable {
+        private let state = Mutex<(frames: [GatewayFrame], ended: Bool)>(([], false))
+
+        var ended: Bool { state.withLock { $0.ended } }
+
+        func put(_ frame: GatewayFrame) { state.withLock { $0.frames.append(frame) } }
+
+        func end() { state.withLock { $0.ended = true } }
+
+        func next(timeout: Duration) async -> GatewayFrame? {
+            let deadline = ContinuousClock.now + timeout
+            while true {
+                let (frame, ended) = state.withLock { state in
+                    (state.frames.isEmpty ? nil : state.frames.removeFirst(), state.ended)
+                }
+                if let frame { return frame }
+                if ended || ContinuousClock.now >= deadline { return nil }
+                try? await Task.sleep(for: .milliseconds(5))
             }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
         }
     }
 
@@ -228,14 +249,16 @@ struct GatewayTests {
             let work = Array(#"{"work":1}"#.utf8)
             try await observer.publish(
                 OutgoingMessage(exchange: Topology.dispatchExchange, routingKey: Topology.machineRoutingKey(machine), body: work, mandatory: true))
-            guard case .deliver(let tag, let queue, false, let body)? = await agent.next() else {
-                Issue.record("no delivery")
+            let delivered = await agent.next()
+            guard case .deliver(let tag, let queue, false, let body)? = delivered else {
+                Issue.record("no delivery: \(gateway.explain(delivered, agent))")
                 return
             }
             #expect(queue == machineQueue && body == work)
             try await agent.send(.release(tag: tag))
-            guard case .deliver(let again, _, true, let body2)? = await agent.next() else {
-                Issue.record("the released delivery did not come back redelivered")
+            let redelivered = await agent.next()
+            guard case .deliver(let again, _, true, let body2)? = redelivered else {
+                Issue.record("the released delivery did not come back redelivered: \(gateway.explain(redelivered, agent))")
                 return
             }
             #expect(again != tag && body2 == work)
@@ -244,8 +267,9 @@ struct GatewayTests {
             // A second delivery left unacked returns to the queue when the agent goes.
             try await observer.publish(
                 OutgoingMessage(exchange: Topology.dispatchExchange, routingKey: Topology.machineRoutingKey(machine), body: work, mandatory: true))
-            guard case .deliver? = await agent.next() else {
-                Issue.record("no second delivery")
+            let secondDelivery = await agent.next()
+            guard case .deliver? = secondDelivery else {
+                Issue.record("no second delivery: \(gateway.explain(secondDelivery, agent))")
                 return
             }
 
@@ -253,13 +277,15 @@ struct GatewayTests {
             let mine = Envelope(source: .agent(machine), epoch: SequenceEpoch(), seq: 1, payload: AgentShutdown(machine: machine, reason: "test"))
             let mineBytes = Array(try mine.encoded())
             try await agent.send(.publish(id: mine.id.description, body: mineBytes))
-            #expect(await agent.next() == .confirmed(id: mine.id.description))
+            let answer = await agent.next()
+            #expect(answer == .confirmed(id: mine.id.description), "\(gateway.explain(answer, agent))")
             let other = MachineName(unchecked: "someone-else")
             let theirs = Envelope(source: .agent(other), epoch: SequenceEpoch(), seq: 1, payload: AgentShutdown(machine: other, reason: "x"))
             let theirsBytes = Array(try theirs.encoded())
             try await agent.send(.publish(id: theirs.id.description, body: theirsBytes))
-            guard case .refused(let id, let error)? = await agent.next() else {
-                Issue.record("no refusal")
+            let refusal = await agent.next()
+            guard case .refused(let id, let error)? = refusal else {
+                Issue.record("no refusal: \(gateway.explain(refusal, agent))")
                 return
             }
             #expect(id == theirs.id.description && error.code == .unauthorisedSource)
@@ -298,8 +324,9 @@ struct GatewayTests {
             }
             try await observer.publish(
                 OutgoingMessage(exchange: Topology.dispatchExchange, routingKey: Topology.groupRoutingKey(group), body: work, mandatory: true))
-            guard case .deliver(let groupTag, Topology.groupQueue(group), false, work)? = await agent.next() else {
-                Issue.record("no delivery from the group queue")
+            let groupDelivery = await agent.next()
+            guard case .deliver(let groupTag, Topology.groupQueue(group), false, work)? = groupDelivery else {
+                Issue.record("no delivery from the group queue: \(gateway.explain(groupDelivery, agent))")
                 return
             }
             try await agent.send(.ack(tag: groupTag))
