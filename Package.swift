@@ -193,7 +193,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ] + http([
-                "CTAAPI", "CTALive",
+                "CTAAPI", "CTALive", "CTAAgent", "CTAAgentGateway",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -201,8 +202,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
             path: "Tools/cta-bench",
-            // `cta-bench api` measures the HTTP side.
-            exclude: coreOnly ? ["APIBench.swift"] : [],
+            // `cta-bench api` and `cta-bench gateway` measure the HTTP side.
+            exclude: coreOnly ? ["APIBench.swift", "GatewayBench.swift"] : [],
             swiftSettings: upcoming
         ),
 

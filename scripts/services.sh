@@ -30,6 +30,8 @@ log() { echo "services: $*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 rabbit_env() {
+    # One connection per agent (the gateway's bench opens thousands): as many open files as allowed.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     export HOME="$RABBIT_DIR/home"
     export ERL_EPMD_PORT="$EPMD_PORT" ERL_EPMD_ADDRESS=127.0.0.1
     export RABBITMQ_NODENAME="$NODENAME"

@@ -241,7 +241,10 @@ public final class GatewayAgentTransport: AgentTransport {
                     logger.warning("the gateway closed the connection", metadata: ["cta.reason": "\(reason)"])
                 }
             } catch {
-                logger.warning("gateway not reachable", metadata: ["cta.error": "\(error)", "cta.gateway": "\(url)"])
+                // Closing the transport cancels the connection: nothing to report then.
+                if !Task.isCancelled, !state.withLock({ $0.closed }) {
+                    logger.warning("gateway not reachable", metadata: ["cta.error": "\(error)", "cta.gateway": "\(url)"])
+                }
             }
             disconnected()
             // Admitted and then lost: start the backoff again from its shortest delay.
@@ -307,8 +310,8 @@ public final class GatewayAgentTransport: AgentTransport {
                 IncomingMessage(body: body, queue: queue, exchange: "", routingKey: "", redelivered: redelivered) { settlement in
                     self.settle(tag, generation: generation, settlement)
                 })
-        case .confirmed(let id):
-            resolve(id, .success(()))
+        case .confirmed(let ids):
+            for id in ids { resolve(id, .success(())) }
         case .refused(let id, let error):
             resolve(id, .failure(TransportError(.refused, error.description)))
         case .consumerCancelled(let queue):

@@ -142,15 +142,18 @@ public final class AMQPConnection: Sendable {
     /// Publishes many messages pipelined (up to ``AMQPConfiguration/maxUnconfirmed`` awaiting confirms at once)
     /// and returns each one's outcome, in order, once every one is settled.
     public func publish(contentsOf messages: [OutgoingMessage]) async -> [Result<Void, AMQPError>] {
-        guard !messages.isEmpty else { return [] }
+        await submit(contentsOf: messages).outcomes()
+    }
+
+    /// Hands many messages to the connection now, in order after everything handed over before, without waiting for
+    /// their confirms: the caller may hand over the next batch while the broker confirms this one.
+    public func submit(contentsOf messages: [OutgoingMessage]) -> PublishBatch {
         let deadline = ContinuousClock.now + configuration.publishTimeout
-        let batch = BatchOutcome(count: messages.count)
-        return await withCheckedContinuation { (continuation: CheckedContinuation<[Result<Void, AMQPError>], Never>) in
-            batch.onComplete { continuation.resume(returning: $0) }
-            for (index, message) in messages.enumerated() {
-                worker.submit(.publish(PendingPublish(message: message, deadline: deadline) { batch.set(index, $0) }))
-            }
+        let batch = PublishBatch(count: messages.count)
+        for (index, message) in messages.enumerated() {
+            worker.submit(.publish(PendingPublish(message: message, deadline: deadline) { batch.set(index, $0) }))
         }
+        return batch
     }
 
     // MARK: Consuming
@@ -181,29 +184,41 @@ public final class AMQPConnection: Sendable {
     }
 }
 
-/// Collects the outcomes of a pipelined batch and reports once all are in.
-final class BatchOutcome: Sendable {
+/// Messages handed to the broker together (``AMQPConnection/submit(contentsOf:)``): each one's outcome, once
+/// every one is settled.
+public final class PublishBatch: Sendable {
     private struct State {
         var results: [Result<Void, AMQPError>?]
         var remaining: Int
-        var completion: (@Sendable ([Result<Void, AMQPError>]) -> Void)?
+        var waiter: CheckedContinuation<[Result<Void, AMQPError>], Never>?
     }
     private let state: Mutex<State>
 
-    init(count: Int) { state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count, completion: nil)) }
+    init(count: Int) { state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count, waiter: nil)) }
 
-    func onComplete(_ completion: @escaping @Sendable ([Result<Void, AMQPError>]) -> Void) {
-        state.withLock { $0.completion = completion }
+    /// Each message's outcome, in the order handed over; waits until the last is settled. Call it once.
+    public func outcomes() async -> [Result<Void, AMQPError>] {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> [Result<Void, AMQPError>]? in
+                guard state.remaining == 0 else {
+                    state.waiter = continuation
+                    return nil
+                }
+                return state.results.map { $0! }
+            }
+            if let done { continuation.resume(returning: done) }
+        }
     }
 
     func set(_ index: Int, _ result: Result<Void, AMQPError>) {
-        let finished = state.withLock { state -> (([Result<Void, AMQPError>]) -> Void, [Result<Void, AMQPError>])? in
+        let finished = state.withLock { state -> (CheckedContinuation<[Result<Void, AMQPError>], Never>, [Result<Void, AMQPError>])? in
             guard state.results[index] == nil else { return nil }
             state.results[index] = result
             state.remaining -= 1
-            guard state.remaining == 0, let completion = state.completion else { return nil }
-            return (completion, state.results.map { $0! })
+            guard state.remaining == 0, let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return (waiter, state.results.map { $0! })
         }
-        if let (completion, results) = finished { completion(results) }
+        if let (waiter, results) = finished { waiter.resume(returning: results) }
     }
 }

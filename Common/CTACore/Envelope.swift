@@ -309,3 +309,109 @@ extension Envelope: Codable {
         try event.encode(to: c.superEncoder(forKey: .payload))
     }
 }
+
+/// The envelope fields of a message without its payload: what a relay needs to authorise and route it.
+///
+/// The gateway reads this instead of the whole ``Envelope``: it checks what the broker would enforce for a direct
+/// agent (who sends it) and what routing needs (the type), and leaves the payload to the coordinator, which checks
+/// it, and dead-letters a bad one with its reason, exactly as for an event that came straight from the broker.
+public struct EnvelopeHeader: Hashable, Sendable {
+    public var id: EventID
+    public var version: ProtocolVersion
+    public var source: Source
+    public var type: EventType
+    public var time: Timestamp
+    public var epoch: SequenceEpoch?
+    public var seq: UInt64?
+
+    init(id: EventID, version: ProtocolVersion, source: Source, type: EventType, time: Timestamp) {
+        self.id = id
+        self.version = version
+        self.source = source
+        self.type = type
+        self.time = time
+    }
+
+    /// Decodes the envelope fields and checks them as ``Envelope/decode(_:)`` does (in the same order, with the
+    /// same errors), then the rules between them that need no payload: the sender kind, `epoch` on agent events,
+    /// `seq` on sequenced ones. A `payload` must be present; its content is not read.
+    public static func decode(_ data: Data) throws(WireError) -> EnvelopeHeader {
+        if let header = read(data) { return header }
+        do {
+            return try JSONDecoder().decode(EnvelopeHeader.self, from: data)
+        } catch let error as WireError {
+            throw error
+        } catch let error as DecodingError {
+            throw WireError(error)
+        } catch {
+            throw WireError(code: .malformedJSON, path: "", reason: "the message could not be decoded")
+        }
+    }
+}
+
+extension EnvelopeHeader {
+    /// The header read without a general decoder when every field is there and well-formed, by the parsers the
+    /// decoder uses; nil otherwise, and the decoder then names the problem. So both accept the same messages.
+    static func read(_ data: Data) -> EnvelopeHeader? {
+        guard let object = FlatJSONReader.object(ArraySlice(data), nested: .skip),
+            case .string(let rawVersion)? = object["version"], let version = ProtocolVersion(rawVersion),
+            ProtocolVersion.supportedMajors.contains(version.major),
+            case .string(let rawID)? = object["id"], let id = UUID(uuidString: rawID),
+            case .string(let rawType)? = object["type"], let type = EventType(rawValue: rawType),
+            case .string(let rawSource)? = object["source"], let source = Source(rawSource),
+            case .string(let rawTime)? = object["time"], let time = Timestamp(rfc3339: rawTime),
+            object["payload"] != nil
+        else { return nil }
+        var header = EnvelopeHeader(id: EventID(id), version: version, source: source, type: type, time: time)
+        switch object["epoch"] {
+        case nil: break
+        case .string(let rawEpoch)?:
+            guard let epoch = UUID(uuidString: rawEpoch) else { return nil }
+            header.epoch = SequenceEpoch(epoch)
+        default: return nil
+        }
+        switch object["seq"] {
+        case nil: break
+        case .integer(let seq)? where seq >= 0: header.seq = UInt64(seq)
+        default: return nil
+        }
+        guard source.sender == type.sender, type.sender != .agent || header.epoch != nil,
+            !type.isSequenced || (header.seq ?? 0) >= 1
+        else { return nil }
+        return header
+    }
+}
+
+extension EnvelopeHeader: Decodable {
+    private enum CodingKeys: String, CodingKey { case id, type, version, source, time, epoch, seq, payload }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.required(.version)
+        guard ProtocolVersion.supportedMajors.contains(version.major) else {
+            throw WireError(
+                code: .unsupportedVersion,
+                path: "version",
+                reason: "major version \(version.major) is not supported (this reader speaks 1.x)"
+            )
+        }
+        id = try c.required(.id)
+        type = try c.required(.type)
+        source = try c.required(.source)
+        time = try c.required(.time)
+        epoch = try c.optional(.epoch)
+        seq = try c.optionalInteger(.seq, minimum: 0)
+        guard c.contains(.payload) else { throw WireError.missing(WirePath.root.appending("payload")) }
+        if source.sender != type.sender {
+            throw WireError(
+                code: .unauthorisedSource, path: "source", reason: "\(type.rawValue) is sent by \(type.sender.rawValue)s only")
+        }
+        if type.sender == .agent && epoch == nil {
+            throw WireError(code: .missingField, path: "epoch", reason: "agent events must carry epoch")
+        }
+        if type.isSequenced {
+            guard let seq else { throw WireError(code: .missingField, path: "seq", reason: "\(type.rawValue) must carry seq") }
+            if seq == 0 { throw WireError(code: .invalidValue, path: "seq", reason: "must be at least 1") }
+        }
+    }
+}

@@ -9,8 +9,8 @@ public enum GatewayFrame: Hashable, Sendable {
     case deliver(tag: UInt64, queue: String, redelivered: Bool, body: [UInt8])
     /// The broker ended the consumer of `queue` (the queue was deleted, or does not exist).
     case consumerCancelled(queue: String)
-    /// The broker confirmed the event published with this id.
-    case confirmed(id: String)
+    /// The broker confirmed the events published with these ids (at most ``confirmedPerFrame``).
+    case confirmed(ids: [String])
     /// The event published with this id was refused and dead-lettered; resending it cannot succeed.
     case refused(id: String, error: WireError)
 
@@ -47,6 +47,9 @@ public enum GatewayFrame: Hashable, Sendable {
     static let maximumQueueBytes = 255
     /// Longest event id accepted (ids are UUIDs).
     static let maximumIDBytes = 64
+    /// Most ids one `confirmed` frame carries: with ids of the longest kind accepted, the header stays within
+    /// ``maximumHeaderBytes``.
+    public static let confirmedPerFrame = 56
 
     /// The frame as a WebSocket text message's bytes. A body that is not UTF-8 cannot ride in a text message:
     /// callers check ``bodyIsText(_:)`` first (the gateway dead-letters such a delivery instead of forwarding it).
@@ -67,7 +70,7 @@ public enum GatewayFrame: Hashable, Sendable {
             header += ",\"redelivered\":\(redelivered)"
             body = bytes
         case .consumerCancelled(let queue): add("queue", queue)
-        case .confirmed(let id): add("id", id)
+        case .confirmed(let ids): header += ",\"ids\":[" + ids.map(Self.quoted).joined(separator: ",") + "]"
         case .refused(let id, let error):
             add("id", id)
             add(error)
@@ -102,8 +105,8 @@ public enum GatewayFrame: Hashable, Sendable {
                     : "a frame is a JSON header and a newline")
         }
         let body = Array(bytes[(newline + 1)...])
-        guard let object = try? JSONDecoder().decode([String: JSONValue].self, from: Data(bytes[..<newline])) else {
-            throw GatewayFrameError("the header is not a JSON object")
+        guard let object = FlatJSONReader.object(bytes[..<newline], nested: .refuse) else {
+            throw GatewayFrameError("the header is not a JSON object of strings, numbers, booleans and lists of strings")
         }
         guard case .string(let name)? = object["frame"] else { throw GatewayFrameError("the header has no frame name") }
         let keys: Set<String>
@@ -111,7 +114,7 @@ public enum GatewayFrame: Hashable, Sendable {
         switch name {
         case "deliver": (keys, hasBody) = (["tag", "queue", "redelivered"], true)
         case "consumerCancelled": (keys, hasBody) = (["queue"], false)
-        case "confirmed": (keys, hasBody) = (["id"], false)
+        case "confirmed": (keys, hasBody) = (["ids"], false)
         case "refused": (keys, hasBody) = (["id", "code", "path", "reason"], false)
         case "ack", "release": (keys, hasBody) = (["tag"], false)
         case "reject": (keys, hasBody) = (["tag", "code", "path", "reason"], false)
@@ -161,7 +164,13 @@ public enum GatewayFrame: Hashable, Sendable {
             return .deliver(
                 tag: try tag(), queue: try string("queue", limit: maximumQueueBytes), redelivered: redelivered, body: body)
         case "consumerCancelled": return .consumerCancelled(queue: try string("queue", limit: maximumQueueBytes))
-        case "confirmed": return .confirmed(id: try string("id", limit: maximumIDBytes))
+        case "confirmed":
+            guard case .strings(let ids)? = object["ids"], (1...confirmedPerFrame).contains(ids.count),
+                ids.allSatisfy({ !$0.isEmpty && $0.utf8.count <= maximumIDBytes })
+            else {
+                throw GatewayFrameError("confirmed: ids must be a list of 1 to \(confirmedPerFrame) strings of 1 to \(maximumIDBytes) bytes")
+            }
+            return .confirmed(ids: ids)
         case "refused": return .refused(id: try string("id", limit: maximumIDBytes), error: try wireError())
         case "ack": return .ack(tag: try tag())
         case "release": return .release(tag: try tag())

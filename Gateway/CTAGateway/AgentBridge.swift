@@ -23,6 +23,8 @@ public final class AgentBridge: Sendable {
     private let nextTag = Atomic<UInt64>(1)
     private let shared = Mutex<[String: Task<Void, Never>]>([:])
     private let publishes = PublishQueue()
+    /// Batches handed to the broker whose confirms are not answered yet, in order.
+    private let submitted = AsyncStream<([String], PublishBatch)>.makeStream()
 
     /// Most events published in one batch of confirms.
     static let publishBatch = 500
@@ -59,6 +61,7 @@ public final class AgentBridge: Sendable {
         let reason = await withTaskGroup(of: String?.self) { group in
             group.addTask { await self.writeLoop() }
             group.addTask { await self.publishLoop() }
+            group.addTask { await self.answerLoop() }
             group.addTask { await self.consume(Topology.machineQueue(self.machine), prefetch: Self.machinePrefetch, shared: false) }
             group.addTask { await self.readLoop(inbound) }
             // The first to end decides: the agent left or misbehaved, or the broker connection ended.
@@ -69,6 +72,7 @@ public final class AgentBridge: Sendable {
         for task in shared.withLock({ Array($0.values) }) { task.cancel() }
         writes.continuation.finish()
         publishes.finish()
+        submitted.continuation.finish()
         await broker.close(drainTimeout: .seconds(2))
         return reason
     }
@@ -193,60 +197,73 @@ public final class AgentBridge: Sendable {
         return Task.isCancelled ? nil : "unavailable: the broker ended the machine queue's consumer"
     }
 
-    /// Publishes the agent's events in order, in batches of what has arrived, each with a confirm; answers each
-    /// with `confirmed`, or `refused` once dead-lettered when it is not a valid event of this agent.
+    /// Hands the agent's events to the broker in order, in batches of what has arrived, without waiting for the
+    /// previous batch's confirms (``answerLoop()`` waits for them); an event that is not a valid event of this agent
+    /// is refused and dead-lettered instead.
     private func publishLoop() async -> String? {
-        // What has arrived while the previous batch was confirmed goes in one batch (one round of confirms).
+        defer { submitted.continuation.finish() }
         while let batch = await publishes.next(atMost: Self.publishBatch) {
             var messages: [OutgoingMessage] = []
-            var positions: [Int] = []
-            for (index, event) in batch.enumerated() {
+            var ids: [String] = []
+            for event in batch {
                 switch check(event) {
                 case .success(let message):
                     messages.append(message)
-                    positions.append(index)
+                    ids.append(event.id)
                 case .failure(let error):
                     if let problem = await refuse(event, error) { return problem }
                 }
             }
-            let results = await broker.publish(contentsOf: messages)
-            for (position, result) in zip(positions, results) {
-                switch result {
-                case .success: send(.confirmed(id: batch[position].id))
-                case .failure(let error):
-                    // Not confirmed: the agent keeps it and sends it again. A broker that is gone ends the bridge.
-                    logger.info("an event was not confirmed", metadata: ["cta.error": "\(error)"])
-                    if error.code != .unroutable { return "unavailable: the broker did not confirm an event" }
-                }
-            }
+            guard !messages.isEmpty else { continue }
+            submitted.continuation.yield((ids, broker.submit(contentsOf: messages)))
         }
         return nil
     }
 
-    /// The message for a valid event of this agent whose id is the frame's.
+    /// Answers each published event with `confirmed` once the broker confirmed it, batch after batch in the order
+    /// they were handed over. An event the broker did not take ends the bridge: the agent resends it from its spool.
+    private func answerLoop() async -> String? {
+        for await (ids, batch) in submitted.stream {
+            var confirmed: [String] = []
+            for (id, result) in zip(ids, await batch.outcomes()) {
+                switch result {
+                case .success: confirmed.append(id)
+                case .failure(let error):
+                    // Not confirmed: the agent keeps it and sends it again. A broker that is gone ends the bridge.
+                    logger.info("an event was not confirmed", metadata: ["cta.error": "\(error)"])
+                    if error.code != .unroutable {
+                        answer(confirmed)
+                        return "unavailable: the broker did not confirm an event"
+                    }
+                }
+            }
+            answer(confirmed)
+        }
+        return nil
+    }
+
+    /// The message for an event of this agent whose id is the frame's. Only the envelope fields are checked (the
+    /// sender, what routing needs): the payload is the coordinator's to check, as for an event from a direct agent.
     private func check(_ event: (id: String, body: [UInt8])) -> Result<OutgoingMessage, WireError> {
-        let envelope: Envelope
+        let header: EnvelopeHeader
         do throws(WireError) {
-            envelope = try Envelope.decode(Data(event.body))
+            header = try EnvelopeHeader.decode(Data(event.body))
         } catch {
             return .failure(error)
         }
-        guard envelope.source == .agent(machine) else {
+        guard header.source == .agent(machine) else {
             return .failure(
                 WireError(
                     code: .unauthorisedSource, path: "source",
-                    reason: "this connection may only send events of agent/\(machine), got \(envelope.source)"))
+                    reason: "this connection may only send events of agent/\(machine), got \(header.source)"))
         }
-        guard envelope.id.description == event.id.lowercased() else {
-            return .failure(WireError(code: .invalidValue, path: "id", reason: "the frame's id is \(event.id), the event's \(envelope.id)"))
-        }
-        guard envelope.type.sender == .agent else {
-            return .failure(WireError(code: .unexpectedType, path: "type", reason: "\(envelope.type) is not an agent event"))
+        guard header.id.description == event.id.lowercased() else {
+            return .failure(WireError(code: .invalidValue, path: "id", reason: "the frame's id is \(event.id), the event's \(header.id)"))
         }
         return .success(
             .event(
-                event.body, id: envelope.id, type: envelope.type, time: envelope.time,
-                exchange: Topology.eventsExchange, routingKey: Topology.routingKey(for: envelope.type)))
+                event.body, id: header.id, type: header.type, time: header.time,
+                exchange: Topology.eventsExchange, routingKey: Topology.routingKey(for: header.type)))
     }
 
     /// Dead-letters a refused event (no queue it came from) and answers `refused`. When the dead letter cannot be
@@ -274,6 +291,13 @@ public final class AgentBridge: Sendable {
     }
 
     // MARK: Writing
+
+    /// Sends `confirmed` for these ids, as many to a frame as one carries.
+    private func answer(_ ids: [String]) {
+        for start in stride(from: 0, to: ids.count, by: GatewayFrame.confirmedPerFrame) {
+            send(.confirmed(ids: Array(ids[start..<min(start + GatewayFrame.confirmedPerFrame, ids.count)])))
+        }
+    }
 
     private func send(_ frame: GatewayFrame) {
         writes.continuation.yield(frame.encoded)

@@ -59,6 +59,14 @@ struct GatewayCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "cta.gateway")
+        // Every agent holds a WebSocket, a broker connection and its wake-up descriptor: allow as many open files as
+        // the system lets this process have.
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        logger.info("open files allowed", metadata: ["cta.files": "\(limit.rlim_cur)", "cta.agents.about": "\(limit.rlim_cur / 3)"])
         let client = try MongoClient(configuration: .init(uri: uri, appName: "cta-gateway"), logger: logger)
         let tokens = APIStore(store: MongoStore(database: client.database(database ?? environment["CTA_DATABASE"] ?? "cta")))
         let server = GatewayServer(

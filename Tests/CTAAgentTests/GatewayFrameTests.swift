@@ -12,7 +12,8 @@ struct GatewayFrameTests {
             GatewayFrame.deliver(tag: 17, queue: "cta.machine.lab-01", redelivered: false, body: Array(#"{"id":"x"}"#.utf8)),
             .deliver(tag: UInt64(Int64.max), queue: "cta.group.linux-pool", redelivered: true, body: Array("é\n{}".utf8)),
             .consumerCancelled(queue: "cta.parallel.7c1f7f0e-2a55-4c36-9b55-0a4f5f7c1d01"),
-            .confirmed(id: "7c1f7f0e-2a55-4c36-9b55-0a4f5f7c1d01"),
+            .confirmed(ids: ["7c1f7f0e-2a55-4c36-9b55-0a4f5f7c1d01"]),
+            .confirmed(ids: (0..<GatewayFrame.confirmedPerFrame).map { _ in EventID().description }),
             .refused(id: "7c1f7f0e-2a55-4c36-9b55-0a4f5f7c1d01", error: refusal),
             .ack(tag: 1), .release(tag: 2), .reject(tag: 3, error: refusal),
             .credit(queue: "cta.group.linux-pool", credit: 0), .credit(queue: "cta.group.linux-pool", credit: 1),
@@ -40,7 +41,17 @@ struct GatewayFrameTests {
         arguments: [
             ("", "a frame is a JSON header and a newline"),
             ("{\"frame\":\"ack\",\"tag\":1}", "a frame is a JSON header and a newline"),
-            ("[1]\n", "the header is not a JSON object"),
+            ("[1]\n", "the header is not a JSON object of strings, numbers, booleans and lists of strings"),
+            ("{\"frame\":\"ack\",\"tag\":1,\"tag\":2}\n", "the header is not a JSON object of strings, numbers, booleans and lists of strings"),
+            ("{\"frame\":\"ack\",\"tag\":{\"n\":1}}\n", "the header is not a JSON object of strings, numbers, booleans and lists of strings"),
+            ("{\"frame\":\"ack\",\"tag\":1} x\n", "the header is not a JSON object of strings, numbers, booleans and lists of strings"),
+            ("{\"frame\":\"ack\",\"tag\":1\n", "the header is not a JSON object of strings, numbers, booleans and lists of strings"),
+            ("{\"frame\":\"ack\",\"tag\":1,}\n", "the header is not a JSON object of strings, numbers, booleans and lists of strings"),
+            ("{\"frame\":\"a\\x\"}\n", "the header is not a JSON object of strings, numbers, booleans and lists of strings"),
+            ("{\"frame\":\"ack\",\"tag\":null}\n", "ack: tag must be a whole number, 0 or more"),
+            ("{\"frame\":\"confirmed\",\"ids\":[]}\n", "confirmed: ids must be a list of 1 to 56 strings of 1 to 64 bytes"),
+            ("{\"frame\":\"confirmed\",\"ids\":\"x\"}\n", "confirmed: ids must be a list of 1 to 56 strings of 1 to 64 bytes"),
+            ("{\"frame\":\"confirmed\",\"id\":\"x\"}\n", "confirmed: unknown key id"),
             ("{\"tag\":1}\n", "the header has no frame name"),
             ("{\"frame\":\"nack\",\"tag\":1}\n", "unknown frame nack"),
             ("{\"frame\":\"ack\",\"tag\":1,\"requeue\":true}\n", "ack: unknown key requeue"),
@@ -59,6 +70,24 @@ struct GatewayFrameTests {
         ])
     func refused(_ text: String, _ reason: String) {
         #expect(throws: GatewayFrameError(reason)) { try GatewayFrame.decode(Array(text.utf8)) }
+    }
+
+    @Test("headers are JSON: spacing, escapes and surrogate pairs are read as JSON reads them")
+    func json() throws {
+        #expect(try GatewayFrame.decode(Array("{ \"frame\" : \"ack\" ,\t\"tag\" : 1 }\n".utf8)) == .ack(tag: 1))
+        #expect(
+            try GatewayFrame.decode(Array(#"{"frame":"consumerCancelled","queue":"caf\u00e9 \ud83d\ude00 \/ \"q\""}"#.utf8 + [0x0A]))
+                == .consumerCancelled(queue: "café 😀 / \"q\""))
+        #expect(throws: GatewayFrameError("the header is not a JSON object of strings, numbers, booleans and lists of strings")) {
+            try GatewayFrame.decode(Array(#"{"frame":"consumerCancelled","queue":"\ud83d x"}"#.utf8 + [0x0A]))
+        }
+        let many = (0...GatewayFrame.confirmedPerFrame).map { _ in "\"\(EventID())\"" }.joined(separator: ",")
+        #expect(throws: GatewayFrameError("confirmed: ids must be a list of 1 to 56 strings of 1 to 64 bytes")) {
+            try GatewayFrame.decode(Array("{\"frame\":\"confirmed\",\"ids\":[\(many)]}\n".utf8))
+        }
+        // The most ids a frame carries, each of the longest length accepted, stay within the header limit.
+        let longest = GatewayFrame.confirmed(ids: Array(repeating: String(repeating: "a", count: 64), count: GatewayFrame.confirmedPerFrame))
+        #expect(try GatewayFrame.decode(longest.encoded) == longest)
     }
 
     @Test("a header longer than the limit is refused without reading on; bodies must be text to ride a text message")

@@ -664,7 +664,7 @@ private enum HTTPLoad {
             start.open(began + .milliseconds(Int(seconds * 1000)))
             var total = 0
             for try await done in group { total += done }
-            return Double(total) / (ContinuousClock.now - began).seconds
+            return Double(total) / (ContinuousClock.now - began).timeInterval
         }
     }
 }
@@ -692,12 +692,5 @@ private final class Gate: Sendable {
             return state.waiters
         }
         for waiter in waiters { waiter.resume(returning: deadline) }
-    }
-}
-
-extension Duration {
-    fileprivate var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

@@ -79,7 +79,7 @@ struct AgentBench: AsyncParsableCommand {
 
         let collector = EventCounter(broker: broker)
         try await collector.start()
-        let pid = try spawnAgent(binary, config: directory + "/agent.yaml", log: directory + "/agent.log")
+        let pid = try spawnLogged([binary, "--config", directory + "/agent.yaml"], log: directory + "/agent.log")
         defer {
             kill(pid, SIGTERM)
             var status: Int32 = 0
@@ -302,14 +302,15 @@ struct ProcessSample {
     }
 }
 
-private func spawnAgent(_ binary: String, config: String, log: String) throws -> pid_t {
+/// Starts `arguments` with standard output and error appended to `log` (and no `CTA_AGENT_*` variables, so only the
+/// flags and files given configure it).
+func spawnLogged(_ arguments: [String], log: String) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
     var pid: pid_t = 0
-    let arguments = [binary, "--config", config]
     let argv = arguments.map { strdup($0) } + [nil]
     let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("CTA_AGENT_") }.map { "\($0.key)=\($0.value)" }
     let envp = environment.map { strdup($0) } + [nil]
@@ -317,8 +318,8 @@ private func spawnAgent(_ binary: String, config: String, log: String) throws ->
         for p in argv { free(p) }
         for p in envp { free(p) }
     }
-    let rc = posix_spawn(&pid, binary, &actions, nil, argv, envp)
-    guard rc == 0 else { throw ValidationError("cannot start \(binary): \(rc)") }
+    let rc = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
+    guard rc == 0 else { throw ValidationError("cannot start \(arguments[0]): \(rc)") }
     return pid
 }
 

@@ -10,7 +10,7 @@ struct CTABench: AsyncParsableCommand {
 
     #if canImport(CTAAPI)
     static let subcommands: [any ParsableCommand.Type] = [
-        BrokerBench.self, StoreBench.self, AgentBench.self, ConsumerBench.self, APIBench.self,
+        BrokerBench.self, StoreBench.self, AgentBench.self, ConsumerBench.self, APIBench.self, GatewayBench.self,
     ]
     #else
     /// A core-only build (`CTA_PACKAGE_CORE_ONLY=1`) has no HTTP side to measure.

@@ -197,7 +197,7 @@ private final class ConsumerBenchRun: Sendable {
             results collection (the database is queried only once the queue has no message ready, every 5 ms, so \
             the polling does not compete with the writes measured). Every event is decoded, written in the \
             coordinator's batches and acked after the write. Mean batch written: \
-            \(Self.rounded(Figure.median(batchSizes), 1)) (at most \(Self.batch)). The baseline writes copies of one \
+            \(Figure.rounded(Figure.median(batchSizes), 1)) (at most \(Self.batch)). The baseline writes copies of one \
             stored document (new _id and seq each) into a collection with the coordinator's indexes, from one thread.
             """
         var storedLive = Figure(
@@ -325,11 +325,6 @@ private final class ConsumerBenchRun: Sendable {
         }
         return seen
     }
-
-    static func rounded(_ value: Double, _ digits: Int) -> Double {
-        let scale = pow(10, Double(digits))
-        return (value * scale).rounded() / scale
-    }
 }
 
 // MARK: Trigger to running
@@ -449,13 +444,13 @@ extension ConsumerBenchRun {
         func milestone(_ label: String, _ value: (Sample) -> Double) -> Figure.Milestone {
             let values = samples.map(value)
             return Figure.Milestone(
-                name: label, p50Ms: Self.rounded(Figure.percentile(50, values), 2),
-                p99Ms: Self.rounded(Figure.percentile(99, values), 2))
+                name: label, p50Ms: Figure.rounded(Figure.percentile(50, values), 2),
+                p99Ms: Figure.rounded(Figure.percentile(99, values), 2))
         }
         let totals = samples.map(\.runningStored)
         var p50 = Figure(
             bench: "consumer", figure: name + "_p50", unit: "ms",
-            samples: [Self.rounded(Figure.percentile(50, totals), 2)],
+            samples: [Figure.rounded(Figure.percentile(50, totals), 2)],
             baselineSamples: nil, baselineName: nil, operations: samples.count)
         p50.note = note + " " + """
             Breakdown: milestones from the request; those the coordinator stamps (dispatched, acked received, \
@@ -476,7 +471,7 @@ extension ConsumerBenchRun {
         ]
         var p99 = Figure(
             bench: "consumer", figure: name + "_p99", unit: "ms",
-            samples: [Self.rounded(Figure.percentile(99, totals), 2)],
+            samples: [Figure.rounded(Figure.percentile(99, totals), 2)],
             baselineSamples: nil, baselineName: nil, operations: samples.count)
         p99.note = note
         return [p50, p99]

@@ -39,6 +39,12 @@ struct Figure: Encodable {
         var p99Ms: Double
     }
 
+    /// `value` rounded to `digits` decimals, for figures that do not need more.
+    static func rounded(_ value: Double, _ digits: Int) -> Double {
+        let scale = pow(10, Double(digits))
+        return (value * scale).rounded() / scale
+    }
+
     init(
         bench: String, figure: String, unit: String, samples: [Double], baselineSamples: [Double]?,
         baselineName: String?, operations: Int
