@@ -226,7 +226,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ] + http([
-                "CTAAPI", "CTAClient", "CTAGateway", "CTALive", "CTAMessaging",
+                "CTAAPI", "CTAAgentGateway", "CTAClient", "CTAGateway", "CTALive", "CTAMessaging",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -49,7 +49,7 @@ rabbit_env() {
 }
 
 make_tls() {
-    [ -f "$TLS_DIR/server.pem" ] && return 0
+    [ -f "$TLS_DIR/client.pem" ] && return 0
     mkdir -p "$TLS_DIR"
     (
         cd "$TLS_DIR"
@@ -59,6 +59,11 @@ make_tls() {
         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.ext
         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
             -extfile san.ext -out server.pem >/dev/null 2>&1
+        # A client certificate from the same CA, for gateways that ask agents for one.
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=cta-agent" -keyout client.key -out client.csr >/dev/null 2>&1
+        printf 'extendedKeyUsage=clientAuth\n' >client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+            -extfile client.ext -out client.pem >/dev/null 2>&1
         chmod 644 ./*.pem ./*.key
     )
 }

@@ -51,7 +51,12 @@ public final class GatewayAgentTransport: AgentTransport {
     /// - Parameters:
     ///   - gateway: `https://host[:port]` (or `http://`), as `gateway.url` gives it.
     ///   - token: the machine's enrollment token.
-    public init(gateway: String, token: String, machine: MachineName, caFile: String? = nil, logger: Logger) throws {
+    ///   - caFile: PEM CA certificates to trust instead of the system's.
+    ///   - clientCertificate: PEM files of a client certificate and its key, for a gateway that asks for one.
+    public init(
+        gateway: String, token: String, machine: MachineName, caFile: String? = nil,
+        clientCertificate: (certificate: String, key: String)? = nil, logger: Logger
+    ) throws {
         guard var components = URLComponents(string: gateway), let scheme = components.scheme?.lowercased() else {
             throw TransportError(.refused, "gateway.url is not a URL")
         }
@@ -64,7 +69,18 @@ public final class GatewayAgentTransport: AgentTransport {
         self.machine = machine
         if components.scheme == "wss" {
             var configuration = TLSConfiguration.makeClientConfiguration()
-            if let caFile { configuration.trustRoots = .file(caFile) }
+            do {
+                if let caFile {
+                    _ = try NIOSSLCertificate.fromPEMFile(caFile)
+                    configuration.trustRoots = .file(caFile)
+                }
+                if let clientCertificate {
+                    configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(clientCertificate.certificate).map { .certificate($0) }
+                    configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientCertificate.key, format: .pem))
+                }
+            } catch {
+                throw TransportError(.refused, "cannot load the gateway's TLS files: \(error)")
+            }
             self.tls = configuration
         } else {
             self.tls = nil
@@ -87,12 +103,16 @@ public final class GatewayAgentTransport: AgentTransport {
 
     /// Sends every event in order, then waits for each answer (at most ``confirmTimeout``).
     public func publish(_ events: [OutboundEvent]) async -> [Result<Void, TransportError>] {
-        let keys = events.map { $0.id.description.lowercased() }
+        // Ids are written lower-case (EventID's form), so the answers' ids are the keys as they come.
+        let keys = events.map { $0.id.description }
+        let frames = zip(keys, events).map { key, event in
+            String(decoding: GatewayFrame.publish(id: key, body: event.body).encoded, as: UTF8.self)
+        }
         let sent = state.withLock { state -> Bool in
             guard let writer = state.writer, !state.closed else { return false }
-            for (key, event) in zip(keys, events) {
+            for (key, frame) in zip(keys, frames) {
                 state.pending[key] = .waiting(nil)
-                writer.yield(String(decoding: GatewayFrame.publish(id: event.id.description, body: event.body).encoded, as: UTF8.self))
+                writer.yield(frame)
             }
             return true
         }

@@ -146,8 +146,14 @@ struct AgentService: Service {
 extension AgentCommand {
     #if canImport(CTAAgentGateway)
     /// The transport through a gateway (`gateway.url`).
-    static let gatewayTransport: AgentAssembly.GatewayTransportFactory? = { url, token, machine, logger in
-        try GatewayAgentTransport(gateway: url, token: token, machine: machine, logger: logger)
+    static let gatewayTransport: AgentAssembly.GatewayTransportFactory? = { configuration, token, logger in
+        try GatewayAgentTransport(
+            gateway: configuration.gatewayURL ?? "", token: token, machine: configuration.machine,
+            caFile: configuration.gatewayCAFile,
+            clientCertificate: configuration.gatewayCertificateFile.flatMap { certificate in
+                configuration.gatewayKeyFile.map { (certificate: certificate, key: $0) }
+            },
+            logger: logger)
     }
     #else
     /// A build without the HTTP side (CTA_PACKAGE_CORE_ONLY=1) has no gateway transport.

@@ -86,7 +86,11 @@ public enum GatewayFrame: Hashable, Sendable {
             body = bytes
         }
         header += "}\n"
-        return Array(header.utf8) + body
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(header.utf8.count + body.count)
+        bytes.append(contentsOf: header.utf8)
+        bytes.append(contentsOf: body)
+        return bytes
     }
 
     /// Whether `body` can ride in a text message.
@@ -184,6 +188,10 @@ public enum GatewayFrame: Hashable, Sendable {
     }
 
     static func quoted(_ text: String) -> String {
+        // Ids and queue names need no escapes: the usual case costs one pass over the bytes.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return "\"" + text + "\""
+        }
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -22,10 +22,13 @@ public final class AgentBridge: Sendable {
     private let unsettled = Mutex<[UInt64: (delivery: AMQPDelivery, queue: String)]>([:])
     private let nextTag = Atomic<UInt64>(1)
     private let shared = Mutex<[String: Task<Void, Never>]>([:])
-    private let publishes = PublishQueue()
+    private let publishes = PublishQueue(limit: AgentBridge.unansweredLimit)
     /// Batches handed to the broker whose confirms are not answered yet, in order.
     private let submitted = AsyncStream<([String], PublishBatch)>.makeStream()
 
+    /// Most events of one agent received and not answered yet; past it the gateway stops reading the agent's frames
+    /// until answers catch up (an agent has at most two batches of 1,000 out).
+    static let unansweredLimit = 10_000
     /// Most events published in one batch of confirms.
     static let publishBatch = 500
     /// The machine queue's prefetch, as for a direct agent.
@@ -115,7 +118,8 @@ public final class AgentBridge: Sendable {
             guard Self.isSharedQueue(queue) else { return "forbidden: \(queue) is not a group or parallel queue" }
             setCredit(queue, credit)
         case .publish(let id, let body):
-            publishes.append((id, body))
+            // Waits while too many of this agent's events are unanswered: the agent's writes then wait on TCP.
+            await publishes.append((id, body))
         case .deliver, .consumerCancelled, .confirmed, .refused:
             return "badFrame: \(frame.name) is sent by the gateway, not the agent"
         }
@@ -212,6 +216,7 @@ public final class AgentBridge: Sendable {
                     ids.append(event.id)
                 case .failure(let error):
                     if let problem = await refuse(event, error) { return problem }
+                    publishes.answered(1)
                 }
             }
             guard !messages.isEmpty else { continue }
@@ -238,6 +243,7 @@ public final class AgentBridge: Sendable {
                 }
             }
             answer(confirmed)
+            publishes.answered(ids.count)
         }
         return nil
     }
@@ -316,27 +322,74 @@ public final class AgentBridge: Sendable {
     }
 }
 
-/// The agent's events waiting to be published, handed out in batches of what has arrived.
+/// The agent's events waiting to be published, handed out in batches of what has arrived, with a limit on how many
+/// may be received and not answered yet.
 final class PublishQueue: Sendable {
-    private let state = Mutex<(events: [(id: String, body: [UInt8])], finished: Bool, waiter: CheckedContinuation<Void, Never>?)>(
-        ([], false, nil))
+    private struct State {
+        var events: [(id: String, body: [UInt8])] = []
+        var finished = false
+        /// Events appended and not yet ``PublishQueue/answered(_:)``.
+        var unanswered = 0
+        var consumer: CheckedContinuation<Void, Never>?
+        var producer: CheckedContinuation<Void, Never>?
+    }
 
-    func append(_ event: (id: String, body: [UInt8])) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.events.append(event)
-            defer { state.waiter = nil }
-            return state.waiter
+    private let state = Mutex(State())
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Adds an event; first waits while `limit` events are unanswered (until answers come, or the queue finishes).
+    func append(_ event: (id: String, body: [UInt8])) async {
+        while true {
+            let (added, consumer) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+                guard state.unanswered < limit || state.finished else { return (false, nil) }
+                state.events.append(event)
+                state.unanswered += 1
+                defer { state.consumer = nil }
+                return (true, state.consumer)
+            }
+            if added {
+                consumer?.resume()
+                return
+            }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let ready = state.withLock { state -> Bool in
+                        if state.unanswered < limit || state.finished { return true }
+                        state.producer = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            } onCancel: {
+                self.finish()
+            }
         }
-        waiter?.resume()
+    }
+
+    /// `count` events were answered (confirmed or refused): room for as many more.
+    func answered(_ count: Int) {
+        let producer = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.unanswered -= count
+            guard state.unanswered < limit else { return nil }
+            defer { state.producer = nil }
+            return state.producer
+        }
+        producer?.resume()
     }
 
     func finish() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let (consumer, producer) = state.withLock { state in
             state.finished = true
-            defer { state.waiter = nil }
-            return state.waiter
+            defer {
+                state.consumer = nil
+                state.producer = nil
+            }
+            return (state.consumer, state.producer)
         }
-        waiter?.resume()
+        consumer?.resume()
+        producer?.resume()
     }
 
     /// Up to `limit` events, in order, waiting for one when none is there; nil once finished (or cancelled).
@@ -354,7 +407,7 @@ final class PublishQueue: Sendable {
                 await withCheckedContinuation { continuation in
                     let ready = state.withLock { state -> Bool in
                         if !state.events.isEmpty || state.finished { return true }
-                        state.waiter = continuation
+                        state.consumer = continuation
                         return false
                     }
                     if ready { continuation.resume() }
@@ -365,4 +418,3 @@ final class PublishQueue: Sendable {
         }
     }
 }
-

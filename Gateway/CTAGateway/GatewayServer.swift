@@ -20,6 +20,9 @@ public struct GatewayConfiguration: Sendable {
     public var port: Int
     /// PEM files of the server certificate (chain) and its key; both or neither.
     public var tls: (certificate: String, key: String)?
+    /// PEM CA certificate(s): when set (with ``tls``), an agent must also present a client certificate signed by one
+    /// of them, checked in the TLS handshake before its token is.
+    public var clientCA: String?
     /// The broker the gateway reaches on the agents' behalf.
     public var broker: AMQPConfiguration
     /// Refused connections allowed per client address within ``refusalWindow``; more are refused at once.
@@ -27,12 +30,13 @@ public struct GatewayConfiguration: Sendable {
     public var refusalWindow: Duration
 
     public init(
-        host: String = "127.0.0.1", port: Int = 8443, tls: (certificate: String, key: String)? = nil,
+        host: String = "127.0.0.1", port: Int = 8443, tls: (certificate: String, key: String)? = nil, clientCA: String? = nil,
         broker: AMQPConfiguration, refusalLimit: Int = 10, refusalWindow: Duration = .seconds(60)
     ) {
         self.host = host
         self.port = port
         self.tls = tls
+        self.clientCA = clientCA
         self.broker = broker
         self.refusalLimit = refusalLimit
         self.refusalWindow = refusalWindow
@@ -146,7 +150,14 @@ public struct GatewayServer: Service {
         if let tls = configuration.tls {
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
             let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
-            server = try .tls(server, tlsConfiguration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+            var tlsConfiguration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            if let clientCA = configuration.clientCA {
+                // The certificate proves the agent belongs to the fleet; its token still names the machine.
+                _ = try NIOSSLCertificate.fromPEMFile(clientCA)
+                tlsConfiguration.trustRoots = .file(clientCA)
+                tlsConfiguration.certificateVerification = .noHostnameVerification
+            }
+            server = try .tls(server, tlsConfiguration: tlsConfiguration)
         }
         let logger = self.logger
         let onListening = self.onListening

@@ -27,6 +27,11 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert.")
     var tlsKey: String?
 
+    @Option(
+        name: .customLong("tls-client-ca"),
+        help: "PEM CA certificate(s): agents must also present a client certificate signed by one (needs --tls-cert).")
+    var tlsClientCA: String?
+
     @Option(name: .customLong("amqp-url"), help: "The broker URL (default: $CTA_AMQP_URL).")
     var amqpURL: String?
 
@@ -41,6 +46,9 @@ struct GatewayCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("give --tls-cert and --tls-key together") }
+        guard tlsClientCA == nil || tlsCert != nil else {
+            throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
     }
 
@@ -71,7 +79,7 @@ struct GatewayCommand: AsyncParsableCommand {
         let tokens = APIStore(store: MongoStore(database: client.database(database ?? environment["CTA_DATABASE"] ?? "cta")))
         let server = GatewayServer(
             configuration: GatewayConfiguration(
-                host: host, port: port, tls: tlsCert.flatMap { cert in tlsKey.map { (cert, $0) } },
+                host: host, port: port, tls: tlsCert.flatMap { cert in tlsKey.map { (cert, $0) } }, clientCA: tlsClientCA,
                 broker: try AMQPConfiguration(url: url)),
             tokens: tokens, logger: logger)
         let group = ServiceGroup(

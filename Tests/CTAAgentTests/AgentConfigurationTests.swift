@@ -188,7 +188,7 @@ struct AgentConfigurationDefaultsTests {
 
     @Test("every environment variable maps to a key the loader knows")
     func environmentVariables() throws {
-        #expect(Loader.environmentKeys.count == 13)
+        #expect(Loader.environmentKeys.count == 16)
         for (variable, key) in Loader.environmentKeys {
             #expect(variable.hasPrefix("CTA_AGENT_"))
             #expect(Loader.keys.contains(key), "\(variable) → \(key)")
@@ -257,6 +257,34 @@ struct AgentConfigurationDefaultsTests {
         #expect(throws: ConfigurationError.self) {
             try load(broker, environment: ["CTA_AGENT_BROKER_URL": "", "CTA_AGENT_GATEWAY_URL": "https://gw.example.com"])
         }
+    }
+
+    @Test("the gateway's TLS files must be readable files; a client certificate needs its key")
+    func gatewayTLSFiles() throws {
+        let directory = NSTemporaryDirectory() + "cta-agent-tls-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for name in ["ca.pem", "agent.pem", "agent.key"] {
+            try "-----BEGIN CERTIFICATE-----\n".write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+        }
+        let gateway = "gateway:\n  url: https://gw.example.com\n  token: cta_enroll_secret\n"
+        let configuration = try load(
+            gateway + "  caFile: \(directory)/ca.pem\n  certFile: \(directory)/agent.pem\n  keyFile: \(directory)/agent.key\n")
+        #expect(configuration.gatewayCAFile == directory + "/ca.pem")
+        #expect(configuration.gatewayCertificateFile == directory + "/agent.pem")
+        #expect(configuration.gatewayKeyFile == directory + "/agent.key")
+        // The environment sets them too.
+        let fromEnvironment = try load(gateway, environment: ["CTA_AGENT_GATEWAY_CA_FILE": directory + "/ca.pem"])
+        #expect(fromEnvironment.gatewayCAFile == directory + "/ca.pem")
+
+        let missing = try #require(failure(gateway + "  caFile: \(directory)/nope.pem\n"))
+        #expect(missing.key == "gateway.caFile" && missing.origin == at(4))
+        #expect(missing.message.contains("there is no file"), "\(missing.message)")
+        let folder = try #require(failure(gateway + "  caFile: \(directory)\n"))
+        #expect(folder.key == "gateway.caFile" && folder.message.contains("there is no file"))
+        let alone = try #require(failure(gateway + "  certFile: \(directory)/agent.pem\n"))
+        #expect(alone.key == "gateway.certFile" && alone.origin == at(4))
+        #expect(alone.message == "a client certificate needs both gateway.certFile and gateway.keyFile; gateway.keyFile is not set")
     }
 
     @Test(

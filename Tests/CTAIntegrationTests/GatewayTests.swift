@@ -1,14 +1,17 @@
 import CTAAPI
+import CTAAgent
+import CTAAgentGateway
 import CTABroker
 import CTACoordinator
 import CTACore
-import CTAGateway
+@testable import CTAGateway
 import CTAMessaging
 import CTAMongo
 import Foundation
 import HTTPTypes
 import HummingbirdWSClient
 import Logging
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 import Testing
@@ -21,14 +24,22 @@ final class GatewayUnderTest: Sendable {
     let log = LogRecorder()
     private let task: Task<Void, Never>
 
-    init(tokens: APIStore, brokerURL: String, refusalLimit: Int = 10) async throws {
+    let scheme: String
+
+    init(
+        tokens: APIStore, brokerURL: String, refusalLimit: Int = 10, tls: (certificate: String, key: String)? = nil,
+        clientCA: String? = nil
+    ) async throws {
+        scheme = tls == nil ? "ws" : "wss"
+
         self.tokens = tokens
         let listening = AsyncStream<Int>.makeStream()
         var logger = log.logger
         logger.logLevel = .notice
         let server = GatewayServer(
             configuration: GatewayConfiguration(
-                host: "127.0.0.1", port: 0, broker: try AMQPConfiguration(url: brokerURL), refusalLimit: refusalLimit),
+                host: "127.0.0.1", port: 0, tls: tls, clientCA: clientCA, broker: try AMQPConfiguration(url: brokerURL),
+                refusalLimit: refusalLimit),
             tokens: tokens, logger: logger
         ) { listening.continuation.yield($0) }
         task = Task {
@@ -40,7 +51,7 @@ final class GatewayUnderTest: Sendable {
     }
 
     func url(machine: String? = nil) -> String {
-        "ws://127.0.0.1:\(port)/v1/agent" + (machine.map { "?machine=\($0)" } ?? "")
+        "\(scheme)://\(scheme == "wss" ? "localhost" : "127.0.0.1"):\(port)/v1/agent" + (machine.map { "?machine=\($0)" } ?? "")
     }
 
     /// A new enrollment token: bound to `machine` when given, revoked when asked.
@@ -359,6 +370,109 @@ struct GatewayTests {
             _ = try? await observer.deleteQueue(Topology.machineQueue(neighbour))
             _ = try? await observer.deleteQueue(Topology.groupQueue(group))
             await observer.close()
+        }
+    }
+}
+
+@Suite("Gateway: an agent's unanswered events are bounded")
+struct GatewayPublishQueueTests {
+    @Test("past the limit of unanswered events, receiving waits until answers make room, or the connection ends")
+    func backpressure() async throws {
+        let queue = PublishQueue(limit: 3)
+        for n in 0..<3 { await queue.append(("\(n)", [0x7B, 0x7D])) }
+        let fourthIn = Atomic<Bool>(false)
+        let fourth = Task {
+            await queue.append(("3", [0x7B, 0x7D]))
+            fourthIn.store(true, ordering: .sequentiallyConsistent)
+        }
+        // Taking events out to publish does not make room: they are still unanswered.
+        #expect(await queue.next(atMost: 10)?.map(\.id) == ["0", "1", "2"])
+        try await Task.sleep(for: .milliseconds(200))
+        let tookFourth = fourthIn.load(ordering: .sequentiallyConsistent)
+        #expect(!tookFourth, "a fourth event was taken in with three unanswered")
+        queue.answered(1)
+        await fourth.value
+        #expect(await queue.next(atMost: 10)?.map(\.id) == ["3"])
+
+        // A receiver waiting for room is released when the connection ends.
+        let fifth = Task { await queue.append(("4", [0x7B, 0x7D])) }
+        try await Task.sleep(for: .milliseconds(50))
+        queue.finish()
+        await fifth.value
+    }
+}
+
+/// A gateway with TLS that asks agents for client certificates, with the services' test CA.
+@Suite(
+    "Gateway over TLS with client certificates",
+    .enabled(
+        if: ServiceEnvironment.brokerEnabled && ServiceEnvironment.mongoEnabled && ServiceEnvironment.amqpsCAFile != nil,
+        "needs CTA_AMQP_URL, CTA_MONGO_URI and the services' TLS files (CTA_AMQPS_CA_FILE)")
+)
+struct GatewayTLSTests {
+    @Test(
+        "an agent trusting the gateway's CA and presenting a client certificate is admitted and its event confirmed; without a certificate the handshake fails",
+        .timeLimit(.minutes(2)))
+    func clientCertificates() async throws {
+        let directory = URL(fileURLWithPath: try #require(ServiceEnvironment.amqpsCAFile)).deletingLastPathComponent().path
+        let file = { (name: String) in directory + "/" + name }
+        try #require(FileManager.default.fileExists(atPath: file("client.pem")), "scripts/services.sh makes client.pem")
+        try await withMongoDatabase("cta-gateway") { _, database in
+            let tokens = APIStore(store: MongoStore(database: database))
+            try await tokens.prepare()
+            let gateway = try await GatewayUnderTest(
+                tokens: tokens, brokerURL: try ServiceEnvironment.requireAMQPURL(),
+                tls: (file("server.pem"), file("server.key")), clientCA: file("ca.pem"))
+            do {
+                let machine = MachineName(ServiceEnvironment.uniqueName("gw-tls"))!
+                let token = try await gateway.token(machine: machine.rawValue)
+                // Events are mandatory: a queue takes this test's event type, as the coordinators' does.
+                let broker = AMQPConnection(configuration: try AMQPConfiguration(url: try ServiceEnvironment.requireAMQPURL()))
+                try await broker.connect()
+                try await broker.declareTopology(queues: [], bindings: [])
+                let events = "gw-tls-events-\(machine)"
+                try await broker.declareQueue(events, durable: false, autoDelete: false)
+                try await broker.bindQueue(events, exchange: Topology.eventsExchange, routingKey: Topology.routingKey(for: .agentShutdown))
+                // The agent's own transport, as `gateway.caFile`, `gateway.certFile` and `gateway.keyFile` configure it.
+                let transport = try GatewayAgentTransport(
+                    gateway: "https://localhost:\(gateway.port)", token: token, machine: machine, caFile: file("ca.pem"),
+                    clientCertificate: (file("client.pem"), file("client.key")), logger: gateway.log.logger)
+                // A connection that never comes is a failure, not a hang: closing the transport ends the wait.
+                let timer = Task {
+                    try await Task.sleep(for: .seconds(30))
+                    await transport.close()
+                }
+                try await transport.declare(machine: machine, groups: [])
+                timer.cancel()
+                let event = Envelope(
+                    source: .agent(machine), epoch: SequenceEpoch(), seq: 1, payload: AgentShutdown(machine: machine, reason: "tls"))
+                let outcomes = await transport.publish([
+                    OutboundEvent(seq: 1, type: event.type, id: event.id, time: event.time, body: Array(try event.encoded()))
+                ])
+                #expect(outcomes.count == 1 && (try? outcomes[0].get()) != nil, "\(outcomes) \(gateway.log.messages)")
+                await transport.close()
+
+                // Trusting the CA is not enough: without a client certificate the gateway ends the handshake.
+                var tls = TLSConfiguration.makeClientConfiguration()
+                tls.trustRoots = .file(file("ca.pem"))
+                var headers = HTTPFields()
+                headers[.authorization] = "Bearer \(token)"
+                let admitted = Mutex(false)
+                await #expect(throws: (any Error).self) {
+                    _ = try await WebSocketClient.connect(
+                        url: gateway.url(machine: machine.rawValue), configuration: .init(additionalHeaders: headers),
+                        tlsConfiguration: tls, logger: Logger(label: "cta.gateway.test.agent")
+                    ) { _, _, _ in admitted.withLock { $0 = true } }
+                }
+                #expect(!admitted.withLock { $0 })
+                _ = try? await broker.deleteQueue(Topology.machineQueue(machine))
+                _ = try? await broker.deleteQueue(events)
+                await broker.close()
+            } catch {
+                await gateway.stop()
+                throw error
+            }
+            await gateway.stop()
         }
     }
 }

@@ -19,6 +19,12 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var gatewayURL: String?
     /// The enrollment token the agent presents to the gateway (`gateway.token`); required with ``gatewayURL``.
     public var gatewayToken: String?
+    /// CA certificates (PEM) to trust for the gateway instead of the system's (`gateway.caFile`).
+    public var gatewayCAFile: String?
+    /// The client certificate (PEM) for a gateway that asks for one (`gateway.certFile`), with ``gatewayKeyFile``.
+    public var gatewayCertificateFile: String?
+    /// The private key (PEM) of ``gatewayCertificateFile`` (`gateway.keyFile`).
+    public var gatewayKeyFile: String?
     /// The machine name the agent registers (`machine`).
     public var machine: MachineName
     /// The groups (pools) the machine belongs to, without duplicates, in the order given (`groups`).

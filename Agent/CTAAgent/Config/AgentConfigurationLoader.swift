@@ -15,6 +15,9 @@ import Logging
 /// | `broker.url` | AMQP URL | — | `CTA_AGENT_BROKER_URL` | the broker: `amqp://user:pass@host/vhost`, `amqps://…` |
 /// | `gateway.url` | HTTP(S) URL | — | `CTA_AGENT_GATEWAY_URL` | a gateway, for agents behind a firewall |
 /// | `gateway.token` | text | — | `CTA_AGENT_GATEWAY_TOKEN` | the enrollment token for the gateway; required with `gateway.url` |
+/// | `gateway.caFile` | readable file | the system's | `CTA_AGENT_GATEWAY_CA_FILE` | PEM CA certificates to trust for the gateway |
+/// | `gateway.certFile` | readable file | — | `CTA_AGENT_GATEWAY_CERT_FILE` | PEM client certificate, for a gateway that asks for one |
+/// | `gateway.keyFile` | readable file | — | `CTA_AGENT_GATEWAY_KEY_FILE` | PEM private key of `gateway.certFile`; set both or neither |
 /// | `machine` | name | the host name's first label | `CTA_AGENT_MACHINE` | the machine name the agent registers |
 /// | `groups` | list of names | none | `CTA_AGENT_GROUPS` (`a,b`) | the pools the machine belongs to |
 /// | `tags` | mapping | none | `CTA_AGENT_TAGS` (`k=v,k2=v2`) | capabilities the scheduler selects on |
@@ -67,6 +70,9 @@ public struct AgentConfigurationLoader: Sendable {
         "CTA_AGENT_BROKER_URL": "broker.url",
         "CTA_AGENT_GATEWAY_URL": "gateway.url",
         "CTA_AGENT_GATEWAY_TOKEN": "gateway.token",
+        "CTA_AGENT_GATEWAY_CA_FILE": "gateway.caFile",
+        "CTA_AGENT_GATEWAY_CERT_FILE": "gateway.certFile",
+        "CTA_AGENT_GATEWAY_KEY_FILE": "gateway.keyFile",
         "CTA_AGENT_MACHINE": "machine",
         "CTA_AGENT_GROUPS": "groups",
         "CTA_AGENT_TAGS": "tags",
@@ -374,6 +380,13 @@ struct ConfigurationBuilder {
             )
         default:
             break
+        }
+        if (configuration.gatewayCertificateFile == nil) != (configuration.gatewayKeyFile == nil) {
+            let missing = configuration.gatewayCertificateFile == nil ? "gateway.certFile" : "gateway.keyFile"
+            let given = missing == "gateway.certFile" ? "gateway.keyFile" : "gateway.certFile"
+            throw ConfigurationError(
+                key: given, origin: origins[given] ?? .none,
+                message: "a client certificate needs both gateway.certFile and gateway.keyFile; \(missing) is not set")
         }
         if ConfigurationKey.overlaps(configuration.workDirectory, configuration.stateDirectory) {
             let work = origins["directories.work"] ?? .none

@@ -53,6 +53,15 @@ struct ConfigurationKey: Sendable {
             let token = try text(value, expected: "an enrollment token")
             configuration.gatewayToken = token.isEmpty ? nil : token
         },
+        ConfigurationKey("gateway.caFile") { (configuration, value) throws(ValueProblem) in
+            configuration.gatewayCAFile = try readableFile(value, expected: "a PEM file of CA certificates")
+        },
+        ConfigurationKey("gateway.certFile") { (configuration, value) throws(ValueProblem) in
+            configuration.gatewayCertificateFile = try readableFile(value, expected: "a PEM certificate file")
+        },
+        ConfigurationKey("gateway.keyFile") { (configuration, value) throws(ValueProblem) in
+            configuration.gatewayKeyFile = try readableFile(value, expected: "a PEM private key file")
+        },
         ConfigurationKey("machine") { (configuration, value) throws(ValueProblem) in
             configuration.machine = try name(MachineName.self, try text(value, expected: "a machine name"))
         },
@@ -212,6 +221,21 @@ struct ConfigurationKey: Sendable {
             if let scalar = node.scalar { return scalar }
             throw ValueProblem("expected \(expected), got \(node.shape)")
         }
+    }
+
+    /// A path to a file the agent can read now (an empty value unsets it): a missing certificate is found at start,
+    /// not at the first connection.
+    private static func readableFile(_ value: ConfigurationInput, expected: String) throws(ValueProblem) -> String? {
+        let path = try text(value, expected: expected)
+        guard !path.isEmpty else { return nil }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            throw ValueProblem("expected \(expected), but there is no file \(ConfigurationValue.quoted(path))")
+        }
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw ValueProblem("the agent cannot read \(ConfigurationValue.quoted(path))")
+        }
+        return path
     }
 
     /// The items of a list: a YAML sequence of scalars, or comma-separated text (blank items dropped).

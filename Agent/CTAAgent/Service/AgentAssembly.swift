@@ -1,5 +1,5 @@
 import CTABroker
-public import CTACore
+import CTACore
 import Foundation
 public import Logging
 
@@ -10,9 +10,9 @@ public struct AgentAssembly: Sendable {
     /// The spool (close it after the runtime ended).
     public let spool: Spool
 
-    /// Makes the transport through a gateway: `gateway.url`, `gateway.token`, the machine.
+    /// Makes the transport through a gateway from the agent's configuration (`gateway.*`) and its machine name.
     public typealias GatewayTransportFactory =
-        @Sendable (_ url: String, _ token: String, _ machine: MachineName, _ logger: Logger) throws -> any AgentTransport
+        @Sendable (_ configuration: AgentConfiguration, _ token: String, _ logger: Logger) throws -> any AgentTransport
 
     /// Opens the state directory and wires the parts together.
     ///
@@ -35,13 +35,13 @@ public struct AgentAssembly: Sendable {
             }
             transport = AMQPAgentTransport(configuration: amqp, machine: configuration.machine, logger: logger)
             kind = .amqp
-        } else if let gatewayURL = configuration.gatewayURL {
+        } else if configuration.gatewayURL != nil {
             guard let gatewayTransport else {
                 throw AgentStartError("this build of the agent has no gateway transport; set broker.url")
             }
             guard let token = configuration.gatewayToken else { throw AgentStartError("gateway.url needs gateway.token") }
             do {
-                transport = try gatewayTransport(gatewayURL, token, configuration.machine, logger)
+                transport = try gatewayTransport(configuration, token, logger)
             } catch {
                 throw AgentStartError("gateway.url: \(error)")
             }
