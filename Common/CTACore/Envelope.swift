@@ -178,8 +178,13 @@ public struct Envelope: Hashable, Sendable {
     ///
     /// - Throws: ``WireError`` naming the first problem found and its JSON path.
     public static func decode(_ data: Data) throws(WireError) -> Envelope {
+        try decodeMessage(Envelope.self, from: data)
+    }
+
+    /// `T` from a message's bytes, every failure as the ``WireError`` naming it.
+    static func decodeMessage<T: Decodable>(_ type: T.Type, from data: Data) throws(WireError) -> T {
         do {
-            return try JSONDecoder().decode(Envelope.self, from: data)
+            return try JSONDecoder().decode(T.self, from: data)
         } catch let error as WireError {
             throw error
         } catch let error as DecodingError {
@@ -239,22 +244,7 @@ public struct Envelope: Hashable, Sendable {
                 code: .unsupportedVersion, path: "version", reason: "major version \(version.major) is not supported")
         }
         let type = event.type
-        if source.sender != type.sender {
-            throw WireError(
-                code: .unauthorisedSource,
-                path: "source",
-                reason: "\(type.rawValue) is sent by \(type.sender.rawValue)s only"
-            )
-        }
-        if type.sender == .agent && epoch == nil {
-            throw WireError(code: .missingField, path: "epoch", reason: "agent events must carry epoch")
-        }
-        if type.isSequenced {
-            guard let seq else {
-                throw WireError(code: .missingField, path: "seq", reason: "\(type.rawValue) must carry seq")
-            }
-            if seq == 0 { throw WireError(code: .invalidValue, path: "seq", reason: "must be at least 1") }
-        }
+        try EnvelopeHeader.checkFields(type: type, source: source, epoch: epoch, seq: seq)
         if let machine = event.machine, type.sender == .agent, source.machine != machine {
             throw WireError(
                 code: .unauthorisedSource,
@@ -273,27 +263,17 @@ public struct Envelope: Hashable, Sendable {
     }
 }
 
+/// The keys of an envelope.
+enum EnvelopeCodingKey: String, CodingKey { case id, type, version, source, time, epoch, seq, payload }
+
 extension Envelope: Codable {
-    private enum CodingKeys: String, CodingKey { case id, type, version, source, time, epoch, seq, payload }
+    private typealias CodingKeys = EnvelopeCodingKey
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        version = try c.required(.version)
-        guard ProtocolVersion.supportedMajors.contains(version.major) else {
-            throw WireError(
-                code: .unsupportedVersion,
-                path: "version",
-                reason: "major version \(version.major) is not supported (this reader speaks 1.x)"
-            )
-        }
-        id = try c.required(.id)
-        let type: EventType = try c.required(.type)
-        source = try c.required(.source)
-        time = try c.required(.time)
-        epoch = try c.optional(.epoch)
-        seq = try c.optionalInteger(.seq, minimum: 0)
-        guard c.contains(.payload) else { throw WireError.missing(WirePath.root.appending("payload")) }
-        event = try Event.decode(type, from: try c.superDecoder(forKey: .payload))
+        let fields = try EnvelopeHeader.fields(in: c)
+        (id, version, source, time, epoch, seq) = (fields.id, fields.version, fields.source, fields.time, fields.epoch, fields.seq)
+        event = try Event.decode(fields.type, from: try c.superDecoder(forKey: .payload))
         try validate()
     }
 
@@ -337,15 +317,7 @@ public struct EnvelopeHeader: Hashable, Sendable {
     /// `seq` on sequenced ones. A `payload` must be present; its content is not read.
     public static func decode(_ data: Data) throws(WireError) -> EnvelopeHeader {
         if let header = read(data) { return header }
-        do {
-            return try JSONDecoder().decode(EnvelopeHeader.self, from: data)
-        } catch let error as WireError {
-            throw error
-        } catch let error as DecodingError {
-            throw WireError(error)
-        } catch {
-            throw WireError(code: .malformedJSON, path: "", reason: "the message could not be decoded")
-        }
+        return try Envelope.decodeMessage(EnvelopeHeader.self, from: data)
     }
 }
 
@@ -375,19 +347,25 @@ extension EnvelopeHeader {
         case .integer(let seq)? where seq >= 0: header.seq = UInt64(seq)
         default: return nil
         }
-        guard source.sender == type.sender, type.sender != .agent || header.epoch != nil,
-            !type.isSequenced || (header.seq ?? 0) >= 1
-        else { return nil }
+        do throws(WireError) {
+            try checkFields(type: type, source: source, epoch: header.epoch, seq: header.seq)
+        } catch {
+            return nil
+        }
         return header
     }
 }
 
 extension EnvelopeHeader: Decodable {
-    private enum CodingKeys: String, CodingKey { case id, type, version, source, time, epoch, seq, payload }
-
     public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        version = try c.required(.version)
+        self = try Self.fields(in: try decoder.container(keyedBy: EnvelopeCodingKey.self))
+        try Self.checkFields(type: type, source: source, epoch: epoch, seq: seq)
+    }
+
+    /// The envelope fields, decoded and checked in the contract's order (`version` first, so a future major may
+    /// change anything else), and the presence of `payload`; the rules between fields are ``checkFields``'s.
+    static func fields(in c: KeyedDecodingContainer<EnvelopeCodingKey>) throws -> EnvelopeHeader {
+        let version: ProtocolVersion = try c.required(.version)
         guard ProtocolVersion.supportedMajors.contains(version.major) else {
             throw WireError(
                 code: .unsupportedVersion,
@@ -395,13 +373,18 @@ extension EnvelopeHeader: Decodable {
                 reason: "major version \(version.major) is not supported (this reader speaks 1.x)"
             )
         }
-        id = try c.required(.id)
-        type = try c.required(.type)
-        source = try c.required(.source)
-        time = try c.required(.time)
-        epoch = try c.optional(.epoch)
-        seq = try c.optionalInteger(.seq, minimum: 0)
+        let id: EventID = try c.required(.id)
+        let type: EventType = try c.required(.type)
+        var header = EnvelopeHeader(id: id, version: version, source: try c.required(.source), type: type, time: try c.required(.time))
+        header.epoch = try c.optional(.epoch)
+        header.seq = try c.optionalInteger(.seq, minimum: 0)
         guard c.contains(.payload) else { throw WireError.missing(WirePath.root.appending("payload")) }
+        return header
+    }
+
+    /// The rules between envelope fields: the sender kind of the type, `epoch` on agent events, `seq` from 1 on
+    /// sequenced ones.
+    static func checkFields(type: EventType, source: Source, epoch: SequenceEpoch?, seq: UInt64?) throws(WireError) {
         if source.sender != type.sender {
             throw WireError(
                 code: .unauthorisedSource, path: "source", reason: "\(type.rawValue) is sent by \(type.sender.rawValue)s only")
