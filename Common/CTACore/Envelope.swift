@@ -319,13 +319,21 @@ public struct EnvelopeHeader: Hashable, Sendable {
         if let header = read(data) { return header }
         return try Envelope.decodeMessage(EnvelopeHeader.self, from: data)
     }
+
+    /// The same from bytes, read where they are (the gateway's hot path).
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> EnvelopeHeader {
+        if let header = read(bytes[...]) { return header }
+        return try Envelope.decodeMessage(EnvelopeHeader.self, from: Data(bytes))
+    }
 }
 
 extension EnvelopeHeader {
     /// The header read without a general decoder when every field is there and well-formed, by the parsers the
     /// decoder uses; nil otherwise, and the decoder then names the problem. So both accept the same messages.
-    static func read(_ data: Data) -> EnvelopeHeader? {
-        guard let object = FlatJSONReader.object(ArraySlice(data), nested: .skip),
+    static func read(_ data: Data) -> EnvelopeHeader? { read(ArraySlice(data)) }
+
+    static func read(_ bytes: ArraySlice<UInt8>) -> EnvelopeHeader? {
+        guard let object = FlatJSONReader.object(bytes, nested: .skip),
             case .string(let rawVersion)? = object["version"], let version = ProtocolVersion(rawVersion),
             ProtocolVersion.supportedMajors.contains(version.major),
             case .string(let rawID)? = object["id"], let id = UUID(uuidString: rawID),

@@ -55,7 +55,7 @@ public enum GatewayFrame: Hashable, Sendable {
     /// callers check ``bodyIsText(_:)`` first (the gateway dead-letters such a delivery instead of forwarding it).
     public var encoded: [UInt8] {
         var header = "{\"frame\":\"\(name)\""
-        func add(_ key: String, _ value: String) { header += ",\"\(key)\":" + Self.quoted(value) }
+        func add(_ key: String, _ value: String) { header += ",\"\(key)\":" + JSONText.quoted(value) }
         func add(_ key: String, number: some BinaryInteger) { header += ",\"\(key)\":\(number)" }
         func add(_ error: WireError) {
             add("code", error.code.name)
@@ -70,7 +70,7 @@ public enum GatewayFrame: Hashable, Sendable {
             header += ",\"redelivered\":\(redelivered)"
             body = bytes
         case .consumerCancelled(let queue): add("queue", queue)
-        case .confirmed(let ids): header += ",\"ids\":[" + ids.map(Self.quoted).joined(separator: ",") + "]"
+        case .confirmed(let ids): header += ",\"ids\":[" + ids.map(JSONText.quoted).joined(separator: ",") + "]"
         case .refused(let id, let error):
             add("id", id)
             add(error)
@@ -185,30 +185,6 @@ public enum GatewayFrame: Hashable, Sendable {
             return .credit(queue: try string("queue", limit: maximumQueueBytes), credit: Int(credit))
         default: return .publish(id: try string("id", limit: maximumIDBytes), body: body)
         }
-    }
-
-    static func quoted(_ text: String) -> String {
-        // Ids and queue names need no escapes: the usual case costs one pass over the bytes.
-        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            return "\"" + text + "\""
-        }
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
     }
 }
 

@@ -7,7 +7,7 @@ import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
-import NIOSSL
+public import NIOSSL
 public import ServiceLifecycle
 
 /// Adds routes to the API's router; how other modules (the live feed) mount their endpoints on the same server.
@@ -53,9 +53,7 @@ public struct APIServer: Service {
         let configuration = api.configuration
         var server = HTTPServerBuilder.http1WebSocketUpgrade(webSocketRouter: router)
         if let tls = configuration.tls {
-            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
-            let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
-            server = try .tls(server, tlsConfiguration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+            server = try .tls(server, tlsConfiguration: try ServerTLS.configuration(certificate: tls.certificate, key: tls.key))
         }
         let logger = api.logger
         let onListening = self.onListening
@@ -108,5 +106,14 @@ enum FirstAdminToken {
         fchmod(descriptor, 0o600)
         let line = Array((token + "\n").utf8)
         _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    }
+}
+
+/// The server side of TLS from PEM files, for the API and the gateway.
+public enum ServerTLS {
+    /// A server configuration with the certificate (chain) in `certificate` and its private key in `key`.
+    public static func configuration(certificate: String, key: String) throws -> TLSConfiguration {
+        let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+        return .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
     }
 }

@@ -124,7 +124,7 @@ public enum LiveProtocol {
 
     /// `{"sub","cursor","type","event"}` with `event` already rendered as JSON text.
     public static func eventFrame(sub: String, cursor: String, type: String, event: String) -> String {
-        "{\"sub\":\(JSON.quoted(sub)),\"cursor\":\(JSON.quoted(cursor)),\"type\":\(JSON.quoted(type)),\"event\":\(event)}"
+        "{\"sub\":\(JSONText.quoted(sub)),\"cursor\":\(JSONText.quoted(cursor)),\"type\":\(JSONText.quoted(type)),\"event\":\(event)}"
     }
 
     private static func object(_ fields: KeyValuePairs<String, JSON>) -> String {
@@ -149,7 +149,7 @@ enum JSON {
 
     func write(to out: inout String) {
         switch self {
-        case .string(let s): out += JSON.quoted(s)
+        case .string(let s): out += JSONText.quoted(s)
         case .int(let n): out += String(n)
         case .bool(let b): out += b ? "true" : "false"
         case .null: out += "null"
@@ -164,32 +164,12 @@ enum JSON {
             out += "{"
             for (index, (key, value)) in fields.enumerated() {
                 if index > 0 { out += "," }
-                out += JSON.quoted(key)
+                out += JSONText.quoted(key)
                 out += ":"
                 value.write(to: &out)
             }
             out += "}"
         }
-    }
-
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        out.reserveCapacity(s.utf8.count + 2)
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count)
-                    + String(c.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-        return out
     }
 }
 

@@ -253,7 +253,7 @@ public final class AgentBridge: Sendable {
     private func check(_ event: (id: String, body: [UInt8])) -> Result<OutgoingMessage, WireError> {
         let header: EnvelopeHeader
         do throws(WireError) {
-            header = try EnvelopeHeader.decode(Data(event.body))
+            header = try EnvelopeHeader.decode(event.body)
         } catch {
             return .failure(error)
         }

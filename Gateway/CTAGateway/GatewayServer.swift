@@ -148,9 +148,7 @@ public struct GatewayServer: Service {
             webSocketRouter: router,
             configuration: HTTP1WebSocketUpgradeChannel.Configuration(ws: WebSocketServerConfiguration(maxFrameSize: GatewayLimits.maximumFrameBytes)))
         if let tls = configuration.tls {
-            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
-            let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
-            var tlsConfiguration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            var tlsConfiguration = try ServerTLS.configuration(certificate: tls.certificate, key: tls.key)
             if let clientCA = configuration.clientCA {
                 // The certificate proves the agent belongs to the fleet; its token still names the machine.
                 _ = try NIOSSLCertificate.fromPEMFile(clientCA)

@@ -7,18 +7,13 @@ import Testing
 /// ports and directory than the shared one and than the broker-restart suite's), so the restart disturbs no one.
 @Suite("Agent: broker restart mid-run", .serialized, .enabled(if: ServiceEnvironment.brokerEnabled, "needs the services script (scripts/services.sh)"))
 struct AgentBrokerRestartTests {
-    static let port = 23_672
-    static let overrides: [String: String] = [
-        "CTA_SERVICES_DIR": (ServiceEnvironment.environment["CTA_SERVICES_DIR"] ?? NSTemporaryDirectory()) + "/agent-restart-node",
-        "CTA_AMQP_PORT": String(port), "CTA_AMQPS_PORT": "23671", "CTA_RABBIT_DIST_PORT": "23673",
-        "CTA_EPMD_PORT": "23369", "CTA_RABBIT_STOP_GRACE": "3",
-    ]
+    static let node = PrivateBrokerNode(name: "agent-restart-node", base: 23000)
 
     @Test(.timeLimit(.minutes(5)))
     func everyResultArrivesExactlyOnceInSeqOrder() async throws {
-        try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
-        try await ServiceEnvironment.services("start-rabbitmq", overrides: Self.overrides)
-        let url = "amqp://guest:guest@127.0.0.1:\(Self.port)/"
+        try await Self.node.stop()
+        try await Self.node.start()
+        let url = Self.node.url
         let coordinator = try await CoordinatorStandIn(url: url)
         try await coordinator.startConsuming()
         let machine = MachineName(ServiceEnvironment.uniqueName("restart"))!
@@ -26,20 +21,15 @@ struct AgentBrokerRestartTests {
         defer { Task { await agent.terminate() } }
         try await coordinator.waitForRegistration(of: [machine])
 
-        // 1,000 results: 10 tests of 100 JUnit cases, spread over a few seconds so the restart lands mid-run.
         let execution = ExecutionID()
-        let tests = (0..<10).map { n in
-            Work.test("suite-\(n)", [
-                Work.stage("run", "sleep 0.5; " + Work.junit(count: 100, failing: [7]), report: ReportSpec(format: .junit, path: "results.xml"))
-            ])
-        }
+        let tests = Work.thousandResults()
         try await coordinator.publish(
             ExecutionDispatch(execution: Work.context(execution), tests: tests), routingKey: Topology.machineRoutingKey(machine))
         try await coordinator.waitUntil("the first results") { $0.results(execution).count >= 150 }
 
-        try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
+        try await Self.node.stop()
         try await Task.sleep(for: .seconds(2))  // the agent keeps running tests and spooling meanwhile
-        try await ServiceEnvironment.services("start-rabbitmq", overrides: Self.overrides)
+        try await Self.node.start()
 
         try await coordinator.waitUntil(timeout: .seconds(180), "the final state after the restart") { $0.finalState(execution) != nil }
         try await Task.sleep(for: .seconds(1))
@@ -69,6 +59,6 @@ struct AgentBrokerRestartTests {
 
         await agent.terminate()
         await coordinator.close()
-        try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
+        try await Self.node.stop()
     }
 }

@@ -272,6 +272,16 @@ enum Work {
         Stage(name: name, run: run, stop: stop, timeoutMs: timeoutMs.map(Milliseconds.init), mandatory: mandatory, report: report)
     }
 
+    /// 1,000 results: 10 tests of 100 JUnit cases (case 7 of each fails), spread over a few seconds, so a restart
+    /// can land mid-run.
+    static func thousandResults() -> [TestDefinition] {
+        (0..<10).map { n in
+            test("suite-\(n)", [
+                stage("run", "sleep 0.5; " + junit(count: 100, failing: [7]), report: ReportSpec(format: .junit, path: "results.xml"))
+            ])
+        }
+    }
+
     /// A shell command writing a JUnit report of `count` cases named `case-N`; cases in `failing` fail.
     static func junit(count: Int, failing: Set<Int> = [], file: String = "results.xml") -> String {
         var xml = "<testsuite name=\"generated\" tests=\"\(count)\">"

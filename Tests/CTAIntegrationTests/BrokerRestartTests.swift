@@ -7,19 +7,14 @@ import Testing
 /// stopping it cannot disturb the tests that share the main one.
 @Suite("Broker restart", .serialized, .enabled(if: ServiceEnvironment.brokerEnabled, "needs the services script (scripts/services.sh)"))
 struct BrokerRestartTests {
-    static let port = 22_672
-    static let overrides: [String: String] = [
-        "CTA_SERVICES_DIR": (ServiceEnvironment.environment["CTA_SERVICES_DIR"] ?? NSTemporaryDirectory()) + "/restart-node",
-        "CTA_AMQP_PORT": String(port), "CTA_AMQPS_PORT": "22671", "CTA_RABBIT_DIST_PORT": "22673",
-        "CTA_EPMD_PORT": "22369", "CTA_RABBIT_STOP_GRACE": "3",
-    ]
+    static let node = PrivateBrokerNode(name: "restart-node", base: 22000)
 
     @Test(.timeLimit(.minutes(3)))
     func noConfirmedMessageIsLostWhenTheBrokerRestartsMidStream() async throws {
-        try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)  // a node left by a killed run
-        try await ServiceEnvironment.services("start-rabbitmq", overrides: Self.overrides)
+        try await Self.node.stop()  // a node left by a killed run
+        try await Self.node.start()
 
-        var configuration = try AMQPConfiguration(url: "amqp://guest:guest@127.0.0.1:\(Self.port)/")
+        var configuration = try AMQPConfiguration(url: Self.node.url)
         configuration.heartbeat = .seconds(2)
         configuration.publishTimeout = .seconds(90)
         configuration.reconnect = .init(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(500))
@@ -65,9 +60,9 @@ struct BrokerRestartTests {
         }
 
         try await waitUntil(timeout: .seconds(30)) { confirmed.withLock { $0.count } >= 500 }
-        try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
+        try await Self.node.stop()
         try await Task.sleep(for: .seconds(1))
-        try await ServiceEnvironment.services("start-rabbitmq", overrides: Self.overrides)
+        try await Self.node.start()
         let confirmedAtRestart = confirmed.withLock { $0.count }
         // Keep going until the stream has clearly resumed on the new broker.
         try await waitUntil(timeout: .seconds(60)) { confirmed.withLock { $0.count } >= confirmedAtRestart + 1000 }
@@ -85,19 +80,19 @@ struct BrokerRestartTests {
         try await publisher.deleteQueue(queue)
         await publisher.close()
         await consumerConnection.close()
-        try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
+        try await Self.node.stop()
     }
 
     @Test(.timeLimit(.minutes(2)))
     func publishDuringAnOutageFailsClearlyAfterItsTimeout() async throws {
-        try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
-        try await ServiceEnvironment.services("start-rabbitmq", overrides: Self.overrides)
-        var configuration = try AMQPConfiguration(url: "amqp://guest:guest@127.0.0.1:\(Self.port)/")
+        try await Self.node.stop()
+        try await Self.node.start()
+        var configuration = try AMQPConfiguration(url: Self.node.url)
         configuration.publishTimeout = .seconds(2)
         configuration.heartbeat = .seconds(2)
         let connection = AMQPConnection(configuration: configuration)
         try await connection.connect()
-        try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
+        try await Self.node.stop()
         let start = ContinuousClock.now
         do {
             try await connection.publish(OutgoingMessage(routingKey: "anything", body: [1]))

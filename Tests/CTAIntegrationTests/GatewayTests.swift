@@ -553,18 +553,13 @@ private func waitFor(_ what: String, _ condition: () async -> Bool) async throws
     "Gateway: broker restart behind the gateway", .serialized,
     .enabled(if: ServiceEnvironment.brokerEnabled && ServiceEnvironment.mongoEnabled, "needs the services script (scripts/services.sh)"))
 struct GatewayBrokerRestartTests {
-    static let port = 25_672
-    static let overrides: [String: String] = [
-        "CTA_SERVICES_DIR": (ServiceEnvironment.environment["CTA_SERVICES_DIR"] ?? NSTemporaryDirectory()) + "/gateway-restart-node",
-        "CTA_AMQP_PORT": String(port), "CTA_AMQPS_PORT": "25671", "CTA_RABBIT_DIST_PORT": "25673",
-        "CTA_EPMD_PORT": "25369", "CTA_RABBIT_STOP_GRACE": "3",
-    ]
+    static let node = PrivateBrokerNode(name: "gateway-restart-node", base: 25000)
 
     @Test("1,000 results through the gateway while the broker restarts: each arrives, none lost, seqs contiguous", .timeLimit(.minutes(5)))
     func brokerRestart() async throws {
-        try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
-        try await ServiceEnvironment.services("start-rabbitmq", overrides: Self.overrides)
-        let url = "amqp://guest:guest@127.0.0.1:\(Self.port)/"
+        try await Self.node.stop()
+        try await Self.node.start()
+        let url = Self.node.url
         try await withMongoDatabase("cta-gateway") { _, database in
             let tokens = APIStore(store: MongoStore(database: database))
             try await tokens.prepare()
@@ -577,22 +572,15 @@ struct GatewayBrokerRestartTests {
                 gateway: (url: "http://127.0.0.1:\(gateway.port)", token: try await gateway.token(machine: machine.rawValue)))
             do {
                 try await coordinator.waitForRegistration(of: [machine])
-                // 1,000 results: 10 tests of 100 JUnit cases, spread over a few seconds so the restart lands mid-run.
                 let execution = ExecutionID()
-                let tests = (0..<10).map { n in
-                    Work.test("suite-\(n)", [
-                        Work.stage(
-                            "run", "sleep 0.5; " + Work.junit(count: 100, failing: [7]),
-                            report: ReportSpec(format: .junit, path: "results.xml"))
-                    ])
-                }
+                let tests = Work.thousandResults()
                 try await coordinator.publish(
                     ExecutionDispatch(execution: Work.context(execution), tests: tests), routingKey: Topology.machineRoutingKey(machine))
                 try await coordinator.waitUntil("the first results") { $0.results(execution).count >= 150 }
 
-                try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
+                try await Self.node.stop()
                 try await Task.sleep(for: .seconds(2))  // the agent keeps running tests and spooling meanwhile
-                try await ServiceEnvironment.services("start-rabbitmq", overrides: Self.overrides)
+                try await Self.node.start()
 
                 try await coordinator.waitUntil(timeout: .seconds(180), "the final state after the restart") {
                     $0.finalState(execution) != nil
@@ -611,13 +599,13 @@ struct GatewayBrokerRestartTests {
                 await agent.terminate()
                 await coordinator.close()
                 await gateway.stop()
-                try? await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
+                try? await Self.node.stop()
                 throw error
             }
             await agent.terminate()
             await coordinator.close()
             await gateway.stop()
         }
-        try await ServiceEnvironment.services("stop-rabbitmq", overrides: Self.overrides)
+        try await Self.node.stop()
     }
 }

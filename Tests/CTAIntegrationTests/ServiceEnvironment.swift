@@ -68,3 +68,25 @@ enum ServiceEnvironment {
         "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
     }
 }
+
+/// A RabbitMQ node of a suite's own, on ports `base`+672 (AMQP), +671, +673 and +369 and in a directory of its own,
+/// so the suite can stop and start it without disturbing the tests that share the main one.
+struct PrivateBrokerNode {
+    let port: Int
+    let overrides: [String: String]
+
+    init(name: String, base: Int) {
+        port = base + 672
+        overrides = [
+            "CTA_SERVICES_DIR": (ServiceEnvironment.environment["CTA_SERVICES_DIR"] ?? NSTemporaryDirectory()) + "/" + name,
+            "CTA_AMQP_PORT": String(base + 672), "CTA_AMQPS_PORT": String(base + 671), "CTA_RABBIT_DIST_PORT": String(base + 673),
+            "CTA_EPMD_PORT": String(base + 369), "CTA_RABBIT_STOP_GRACE": "3",
+        ]
+    }
+
+    var url: String { "amqp://guest:guest@127.0.0.1:\(port)/" }
+
+    func start() async throws { try await ServiceEnvironment.services("start-rabbitmq", overrides: overrides) }
+
+    func stop() async throws { try await ServiceEnvironment.services("stop-rabbitmq", overrides: overrides) }
+}
