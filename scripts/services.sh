@@ -116,15 +116,17 @@ CONF
     done
     (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmqctl -q await_startup --timeout 60 >/dev/null)
     # Virtual hosts of their own for the agent tests (which stand in for the coordinator), the end-to-end
-    # tests (which run real coordinators) and the benches (which run an in-process coordinator): each consumes
-    # the coordinator's queues, which nothing else may see.
+    # tests (which run real coordinators), the benches (which run an in-process coordinator) and the gateway's
+    # tests (whose agent events would land in the coordinator queues others count): each sees only its own.
     (rabbit_env
      /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost cta-agents >/dev/null 2>&1 || true
      /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-agents guest ".*" ".*" ".*" >/dev/null
      /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost cta-e2e >/dev/null 2>&1 || true
      /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-e2e guest ".*" ".*" ".*" >/dev/null
      /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost cta-bench >/dev/null 2>&1 || true
-     /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-bench guest ".*" ".*" ".*" >/dev/null)
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-bench guest ".*" ".*" ".*" >/dev/null
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost cta-gateway >/dev/null 2>&1 || true
+     /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p cta-gateway guest ".*" ".*" ".*" >/dev/null)
     log "rabbitmq up on 127.0.0.1:$AMQP_PORT (amqps $AMQPS_PORT), pid $(cat "$RABBIT_DIR/server.pid")"
 }
 
@@ -213,6 +215,7 @@ export CTA_AMQPS_URL="amqps://guest:guest@localhost:$AMQPS_PORT/"
 export CTA_AMQP_AGENTS_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/cta-agents"
 export CTA_AMQP_E2E_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/cta-e2e"
 export CTA_AMQP_BENCH_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/cta-bench"
+export CTA_AMQP_GATEWAY_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/cta-gateway"
 export CTA_AMQPS_CA_FILE="$TLS_DIR/ca.pem"
 export CTA_MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/?retryWrites=false"
 export CTA_SERVICES_SCRIPT="$ROOT/scripts/services.sh"

@@ -193,7 +193,7 @@ struct GatewayTests {
         try await withMongoDatabase("cta-gateway") { _, database in
             let tokens = APIStore(store: MongoStore(database: database))
             try await tokens.prepare()
-            let gateway = try await GatewayUnderTest(tokens: tokens, brokerURL: try ServiceEnvironment.requireAMQPURL(), refusalLimit: 5)
+            let gateway = try await GatewayUnderTest(tokens: tokens, brokerURL: try ServiceEnvironment.requireGatewayAMQPURL(), refusalLimit: 5)
             let bound = try await gateway.token(machine: "gw-bound")
             let cases: [(String, String, String)] = [
                 (gateway.url(machine: "gw-x"), Secrets.newEnrollmentToken(), "unauthenticated: unknown enrollment token"),
@@ -221,7 +221,7 @@ struct GatewayTests {
         .timeLimit(.minutes(2))
     )
     func bridge() async throws {
-        let url = try ServiceEnvironment.requireAMQPURL()
+        let url = try ServiceEnvironment.requireGatewayAMQPURL()
         try await withMongoDatabase("cta-gateway") { _, database in
             let tokens = APIStore(store: MongoStore(database: database))
             try await tokens.prepare()
@@ -445,13 +445,13 @@ struct GatewayTLSTests {
             let tokens = APIStore(store: MongoStore(database: database))
             try await tokens.prepare()
             let gateway = try await GatewayUnderTest(
-                tokens: tokens, brokerURL: try ServiceEnvironment.requireAMQPURL(),
+                tokens: tokens, brokerURL: try ServiceEnvironment.requireGatewayAMQPURL(),
                 tls: (file("server.pem"), file("server.key")), clientCA: file("ca.pem"))
             do {
                 let machine = MachineName(ServiceEnvironment.uniqueName("gw-tls"))!
                 let token = try await gateway.token(machine: machine.rawValue)
                 // Events are mandatory: a queue takes this test's event type, as the coordinators' does.
-                let broker = AMQPConnection(configuration: try AMQPConfiguration(url: try ServiceEnvironment.requireAMQPURL()))
+                let broker = AMQPConnection(configuration: try AMQPConfiguration(url: try ServiceEnvironment.requireGatewayAMQPURL()))
                 try await broker.connect()
                 try await broker.declareTopology(queues: [], bindings: [])
                 let events = "gw-tls-events-\(machine)"

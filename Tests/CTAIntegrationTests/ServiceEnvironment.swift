@@ -23,6 +23,13 @@ enum ServiceEnvironment {
         try #require(amqpURL, "CTA_AMQP_URL is not set: start the services with scripts/services.sh start")
     }
 
+    /// The gateway tests' virtual host (`CTA_AMQP_GATEWAY_URL`), else the shared one: the agent events they publish
+    /// must not land in the coordinator queues other suites count.
+    static func requireGatewayAMQPURL() throws -> String {
+        if let url = environment["CTA_AMQP_GATEWAY_URL"] { return url }
+        return try requireAMQPURL()
+    }
+
     static func requireMongoURI() throws -> String {
         try #require(mongoURI, "CTA_MONGO_URI is not set: start the services with scripts/services.sh start")
     }
