@@ -258,6 +258,7 @@ if !coreOnly {
             dependencies: [
                 "CTAAgent",
                 "CTABroker",
+                "CTAClient",
                 "CTACore",
                 "CTAMessaging",
                 .product(name: "HTTPTypes", package: "swift-http-types"),

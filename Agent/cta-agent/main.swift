@@ -100,7 +100,7 @@ struct AgentCommand: AsyncParsableCommand {
         do {
             assembly = try await AgentAssembly.make(
                 configuration: configuration, environment: environment, facts: facts, logger: logger,
-                gatewayTransport: Self.gatewayTransport)
+                gatewayTransport: Self.gatewayTransport, uploader: Self.uploader)
         } catch {
             logger.critical("cannot start", metadata: ["cta.error": "\(error)"])
             FileHandle.standardError.write(Data("cta-agent: \(error)\n".utf8))
@@ -155,8 +155,15 @@ extension AgentCommand {
             },
             logger: logger)
     }
+
+    /// Uploads tests' files over HTTPS (to `api.url`, else the gateway).
+    static let uploader: AgentAssembly.UploaderFactory? = { url, token, caFile, clientCertificate, _ in
+        try HTTPAttachmentUploader(url: url, token: token, caFile: caFile, clientCertificate: clientCertificate)
+    }
     #else
     /// A build without the HTTP side (CTA_PACKAGE_CORE_ONLY=1) has no gateway transport.
     static let gatewayTransport: AgentAssembly.GatewayTransportFactory? = nil
+    /// … and no uploads: tests' files stay in the agent's state directory.
+    static let uploader: AgentAssembly.UploaderFactory? = nil
     #endif
 }

@@ -46,6 +46,8 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 public struct TransportConfiguration: Sendable {
     /// A PEM file of certificates to trust instead of the system's (a private CA); nil for the system's.
     public var caCertificateFile: String?
+    /// A PEM client certificate (chain) and its PEM private key, for a server that asks for one; nil for none.
+    public var clientCertificate: (certificate: String, key: String)?
     /// The longest wait for a connection.
     public var connectTimeout: Duration
     /// The longest wait for a whole response, from connecting to its last byte.
@@ -53,9 +55,11 @@ public struct TransportConfiguration: Sendable {
 
     /// Creates a configuration; 10 s to connect and 60 s per request by default.
     public init(
-        caCertificateFile: String? = nil, connectTimeout: Duration = .seconds(10), requestTimeout: Duration = .seconds(60)
+        caCertificateFile: String? = nil, clientCertificate: (certificate: String, key: String)? = nil,
+        connectTimeout: Duration = .seconds(10), requestTimeout: Duration = .seconds(60)
     ) {
         self.caCertificateFile = caCertificateFile
+        self.clientCertificate = clientCertificate
         self.connectTimeout = connectTimeout
         self.requestTimeout = requestTimeout
     }
@@ -72,6 +76,18 @@ public struct TransportConfiguration: Sendable {
                 throw error
             } catch {
                 throw ClientError.usage("cannot read the CA certificate \(caCertificateFile): \(error)")
+            }
+        }
+        if let clientCertificate {
+            do {
+                let chain = try NIOSSLCertificate.fromPEMFile(clientCertificate.certificate)
+                guard !chain.isEmpty else { throw ClientError.usage("\(clientCertificate.certificate): no PEM certificate") }
+                tls.certificateChain = chain.map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientCertificate.key, format: .pem))
+            } catch let error as ClientError {
+                throw error
+            } catch {
+                throw ClientError.usage("cannot read the client certificate \(clientCertificate.certificate) or its key: \(error)")
             }
         }
         return tls

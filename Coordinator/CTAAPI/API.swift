@@ -33,17 +33,7 @@ public final class API: Sendable {
 
     /// Reads a request body, refusing one larger than `limit` with 413.
     func body(_ request: Request, limit: Int) async throws(APIError) -> [UInt8] {
-        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
-            throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
-        }
-        do {
-            let buffer = try await request.body.collect(upTo: limit)
-            return Array(buffer.readableBytesView)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
-        } catch {
-            throw APIError(.badRequest, "the body could not be read")
-        }
+        try await request.collectBody(limit: limit)
     }
 
     /// Reads and checks a JSON body.
@@ -68,6 +58,21 @@ extension Duration {
 
 /// Query parameters of a request.
 extension Request {
+    /// Reads the body, refusing one larger than `limit` with 413.
+    func collectBody(limit: Int) async throws(APIError) -> [UInt8] {
+        if let length = headers[.contentLength].flatMap({ Int($0) }), length > limit {
+            throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
+        }
+        do {
+            let buffer = try await body.collect(upTo: limit)
+            return Array(buffer.readableBytesView)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
+        } catch {
+            throw APIError(.badRequest, "the body could not be read")
+        }
+    }
+
     func query(_ name: String) -> String? {
         uri.queryParameters.get(name)
     }

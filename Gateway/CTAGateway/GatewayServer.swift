@@ -28,10 +28,13 @@ public struct GatewayConfiguration: Sendable {
     /// Refused connections allowed per client address within ``refusalWindow``; more are refused at once.
     public var refusalLimit: Int
     public var refusalWindow: Duration
+    /// The largest attachment an agent may upload (`PUT /v1/attachments/{id}`); the API's default.
+    public var uploadLimit: Int
 
     public init(
         host: String = "127.0.0.1", port: Int = 8443, tls: (certificate: String, key: String)? = nil, clientCA: String? = nil,
-        broker: AMQPConfiguration, refusalLimit: Int = 10, refusalWindow: Duration = .seconds(60)
+        broker: AMQPConfiguration, refusalLimit: Int = 10, refusalWindow: Duration = .seconds(60),
+        uploadLimit: Int = APIConfiguration.defaultUploadLimit
     ) {
         self.host = host
         self.port = port
@@ -40,11 +43,13 @@ public struct GatewayConfiguration: Sendable {
         self.broker = broker
         self.refusalLimit = refusalLimit
         self.refusalWindow = refusalWindow
+        self.uploadLimit = uploadLimit
     }
 }
 
 /// The gateway as a service: `GET /v1/agent` upgrades an agent with a valid enrollment token to a WebSocket and
-/// bridges it to the broker (``AgentBridge``); `GET /health` answers while it runs.
+/// bridges it to the broker (``AgentBridge``); `PUT /v1/attachments/{id}` stores an agent's upload in the
+/// coordinators' database (``AttachmentUpload``, as the API does); `GET /health` answers while it runs.
 public struct GatewayServer: Service {
     let configuration: GatewayConfiguration
     let tokens: APIStore
@@ -70,7 +75,7 @@ public struct GatewayServer: Service {
     /// Who may connect: a valid enrollment token, for its machine (a token bound to a machine) or the one the agent
     /// names with `?machine=` (a token for any machine).
     enum Admission {
-        case agent(MachineName)
+        case agent(MachineName, EnrollmentTokenRecord)
         case refused(String)
     }
 
@@ -96,13 +101,33 @@ public struct GatewayServer: Service {
             return .refused("forbidden: this enrollment token is for machine \(bound)")
         }
         try? await tokens.touchEnrollmentToken(record, at: now)
-        return .agent(machine)
+        return .agent(machine, record)
     }
 
     func router() -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
         router.get("/health") { _, _ in "ok\n" }
         let logger = self.logger
+        let upload = AttachmentUpload(store: tokens, limit: configuration.uploadLimit)
+        router.put("/v1/attachments/:id") { request, context in
+            let address = context.remoteAddress ?? "unknown"
+            let now = Date()
+            if let wait = limiter.withLockedValue({ $0.retryAfter([address], now: now) }) {
+                var headers = HTTPFields()
+                headers[.retryAfter] = "\(Int(wait.rounded(.up)))"
+                throw APIError(.tooManyRequests, "too many refused requests from \(address)", headers: headers)
+            }
+            let admission = await admit(
+                token: Self.bearerToken(request), machine: request.uri.queryParameters.get("machine"), now: now)
+            switch admission {
+            case .refused(let reason):
+                limiter.withLockedValue { $0.fail([address], now: now) }
+                logger.notice("upload refused", metadata: ["cta.reason": "\(reason)", "cta.address": "\(address)"])
+                throw Self.apiError(refusal: reason)
+            case .agent(_, let record):
+                return try await upload.handle(request, id: context.parameters.get("id") ?? "", agent: record)
+            }
+        }
         let broker = configuration.broker
         router.ws(
             "/v1/agent",
@@ -111,10 +136,7 @@ public struct GatewayServer: Service {
             shouldUpgrade: { _, _ in .upgrade([:]) },
             onUpgrade: { inbound, outbound, context in
                 let request = context.request
-                let token = request.headers[.authorization].flatMap { header -> String? in
-                    let parts = header.split(separator: " ", maxSplits: 1)
-                    return parts.count == 2 && parts[0].lowercased() == "bearer" ? String(parts[1]) : nil
-                }
+                let token = Self.bearerToken(request)
                 let address = context.requestContext.remoteAddress ?? "unknown"
                 let now = Date()
                 let admission: Admission
@@ -131,7 +153,7 @@ public struct GatewayServer: Service {
                     // response was seen lost on a loaded machine, leaving the client waiting.
                     try? await Task.sleep(for: .milliseconds(200))
                     try await outbound.close(.policyViolation, reason: String(reason.prefix(120)))
-                case .agent(let machine):
+                case .agent(let machine, _):
                     logger.info("agent connected", metadata: ["cta.machine": "\(machine)"])
                     let bridge = AgentBridge(machine: machine, broker: broker, outbound: outbound, logger: logger)
                     let reason = await bridge.run(inbound)
@@ -140,6 +162,25 @@ public struct GatewayServer: Service {
                 }
             })
         return router
+    }
+
+    static func bearerToken(_ request: Request) -> String? {
+        request.headers[.authorization].flatMap { header -> String? in
+            let parts = header.split(separator: " ", maxSplits: 1)
+            return parts.count == 2 && parts[0].lowercased() == "bearer" ? String(parts[1]) : nil
+        }
+    }
+
+    /// A refusal (`code: words`) as the API's error, for HTTP requests.
+    static func apiError(refusal: String) -> APIError {
+        let code = refusal.prefix { $0 != ":" }
+        let message = String(refusal.drop { $0 != ":" }.dropFirst().drop { $0 == " " })
+        switch code {
+        case "unauthenticated": return .unauthenticated(message)
+        case "forbidden": return APIError(.forbidden, message, field: "machine")
+        case "badRequest": return APIError(.invalidField, message, field: "machine")
+        default: return APIError(.unavailable, message)
+        }
     }
 
     public func run() async throws {

@@ -41,6 +41,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "The coordinators' database name (default: $CTA_DATABASE, else cta).")
     var database: String?
 
+    @Option(name: .customLong("upload-limit"), help: "Largest attachment upload in bytes (default: $CTA_UPLOAD_LIMIT, else 64 MiB).")
+    var uploadLimit: Int?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -59,6 +62,11 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         guard let uri = uri ?? environment["CTA_MONGO_URI"] else {
             throw ValidationError("no database: pass --uri or set CTA_MONGO_URI")
+        }
+        var limitBytes = APIConfiguration.defaultUploadLimit
+        if let text = uploadLimit.map(String.init) ?? environment["CTA_UPLOAD_LIMIT"] {
+            guard let value = Int(text), value > 0 else { throw ValidationError("--upload-limit must be a positive number of bytes") }
+            limitBytes = value
         }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -80,7 +88,7 @@ struct GatewayCommand: AsyncParsableCommand {
         let server = GatewayServer(
             configuration: GatewayConfiguration(
                 host: host, port: port, tls: tlsCert.flatMap { cert in tlsKey.map { (cert, $0) } }, clientCA: tlsClientCA,
-                broker: try AMQPConfiguration(url: url)),
+                broker: try AMQPConfiguration(url: url), uploadLimit: limitBytes),
             tokens: tokens, logger: logger)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

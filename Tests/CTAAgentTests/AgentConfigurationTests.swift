@@ -188,7 +188,7 @@ struct AgentConfigurationDefaultsTests {
 
     @Test("every environment variable maps to a key the loader knows")
     func environmentVariables() throws {
-        #expect(Loader.environmentKeys.count == 16)
+        #expect(Loader.environmentKeys.count == 19)
         for (variable, key) in Loader.environmentKeys {
             #expect(variable.hasPrefix("CTA_AGENT_"))
             #expect(Loader.keys.contains(key), "\(variable) → \(key)")
@@ -285,6 +285,26 @@ struct AgentConfigurationDefaultsTests {
         let alone = try #require(failure(gateway + "  certFile: \(directory)/agent.pem\n"))
         #expect(alone.key == "gateway.certFile" && alone.origin == at(4))
         #expect(alone.message == "a client certificate needs both gateway.certFile and gateway.keyFile; gateway.keyFile is not set")
+    }
+
+    @Test("uploads: api.url needs api.token; the upload timeout is a duration; the environment sets them")
+    func uploadKeys() throws {
+        let configuration = try load(
+            broker + "api:\n  url: https://cta.example.com:8420\n  token: ctae_secret\nattachments:\n  uploadTimeout: 2m\n")
+        #expect(configuration.apiURL == "https://cta.example.com:8420" && configuration.apiToken == "ctae_secret")
+        #expect(configuration.uploadTimeout == .seconds(120))
+        #expect(try load(broker).uploadTimeout == .seconds(600) && (try load(broker)).apiURL == nil)
+        let fromEnvironment = try load(
+            broker, environment: ["CTA_AGENT_API_URL": "http://127.0.0.1:8420", "CTA_AGENT_API_TOKEN": "ctae_x"])
+        #expect(fromEnvironment.apiURL == "http://127.0.0.1:8420" && fromEnvironment.apiToken == "ctae_x")
+
+        let noToken = try #require(failure(broker + "api:\n  url: https://cta.example.com\n"))
+        #expect(noToken.key == "api.url" && noToken.origin == at(4))
+        #expect(noToken.message.contains("api.token"), "\(noToken.message)")
+        let notHTTP = try #require(failure(broker + "api:\n  url: ftp://cta.example.com\n  token: t\n"))
+        #expect(notHTTP.key == "api.url" && notHTTP.origin == at(4))
+        let tooShort = try #require(failure(broker + "attachments:\n  uploadTimeout: 500ms\n"))
+        #expect(tooShort.key == "attachments.uploadTimeout" && tooShort.origin == at(4))
     }
 
     @Test(
@@ -393,7 +413,7 @@ struct AgentConfigurationErrorTests {
 
         let unrelated = try #require(failure(broker + "color: blue\n"))
         #expect(unrelated.key == "color")
-        #expect(unrelated.message.hasPrefix("unknown key; the top-level keys are broker, gateway, machine, groups"))
+        #expect(unrelated.message.hasPrefix("unknown key; the top-level keys are broker, gateway, api, machine, groups"))
 
         let nested = try #require(failure(broker + "logs:\n  level: info\n  format: json\n"))
         #expect(nested.key == "logs.format" && nested.origin == at(5))

@@ -410,6 +410,23 @@ final class APIScene: Sendable {
         let tooLarge = try await https.request(
             "PUT", "/v1/executions/\(execution)/attachments/big.bin", token: agentToken, body: Array(repeating: 7, count: 70_000))
         #expect(tooLarge.status == 413 && tooLarge.errorCode == "payloadTooLarge", "\(tooLarge)")
+
+        // An agent's upload by attachment id (what agents do before publishing a result), then read by a viewer.
+        let bound = try await https.request(
+            "POST", "/v1/enrollment-tokens", token: admin, json: ["name": "bound", "machine": machine])
+        #expect(bound.status == 201, "\(bound)")
+        let boundToken = try #require(bound.json["token"] as? String)
+        try await AttachmentUploadContract.check(
+            https, execution: execution, machine: machine, agentToken: boundToken, userToken: users.operator, limit: 65536
+        ) { id in
+            let response = try await self.https.get("/v1/executions/\(execution)/attachments/\(id)", token: users.viewer)
+            return response.status == 200 ? response.body : nil
+        }
+        let byID = try await https.get("/v1/executions/\(execution)/attachments", token: users.viewer)
+        let uploaded = byID.items.first { $0["name"] as? String == "test log.txt" }
+        #expect(uploaded?["id"] is String, "\(byID.items)")
+        let named = try await https.get("/v1/executions/\(execution)/attachments/\(uploaded?["id"] as? String ?? "-")", token: users.viewer)
+        #expect(named.header("Content-Disposition")?.contains("filename=\"test log.txt\"") == true, "\(named.headers)")
     }
 
     /// An execution requested through the API runs on the real agent; its results are paged through the API.

@@ -106,9 +106,10 @@ final class Scene: Sendable {
 
     /// Starts another coordinator on the scene's broker and database.
     @discardableResult
-    func startCoordinator(instance: String) throws -> CoordinatorProcess {
+    func startCoordinator(instance: String, arguments: [String] = []) throws -> CoordinatorProcess {
         let process = try CoordinatorProcess.start(
-            instance: instance, brokerURL: brokerURL, mongoURI: mongoURI, database: databaseName, directory: directory)
+            instance: instance, brokerURL: brokerURL, mongoURI: mongoURI, database: databaseName, directory: directory,
+            arguments: arguments)
         processes.withLock { $0.append(process) }
         return process
     }
@@ -187,6 +188,15 @@ enum E2ETests {
         TestDefinition(
             id: TestID(unchecked: id), name: "Test \(id)", stages: [Stage(name: "run", run: command)],
             expectedDurationMs: expectedMs.map(Milliseconds.init))
+    }
+
+    /// The bytes ``artifact(_:file:)`` writes: every byte value, then a line of text.
+    static let artifactContent: [UInt8] = Array(0...255) + Array("the artifact's end\n".utf8)
+
+    /// A test that leaves `file` in `$CTA_ARTIFACTS_DIR` with ``artifactContent``.
+    static func artifact(_ id: String, file: String) -> TestDefinition {
+        let octal = artifactContent.map { String(format: "\\%03o", $0) }.joined()
+        return shell(id, "printf '\(octal)' > \"$CTA_ARTIFACTS_DIR/\(file)\"")
     }
 
     static func junit(_ id: String, cases: Int, failing: Set<Int> = []) -> TestDefinition {

@@ -85,7 +85,15 @@ extension CoordinatorProcessSuites {
                     groups: [scene.group.rawValue], maxConcurrent: 2,
                     gateway: (url: "http://127.0.0.1:\(gateway.port)", token: token))
                 do {
-                    try await exercise(scene, machine: machine, agent: agent)
+                    let execution = try await exercise(scene, machine: machine, agent: agent, tokens: tokens)
+                    // The gateway's upload endpoint keeps the API's contract.
+                    try await AttachmentUploadContract.check(
+                        APIClient(port: gateway.port, tls: false), execution: execution.description,
+                        machine: machine.rawValue, agentToken: token, userToken: nil, limit: nil
+                    ) { id in
+                        guard let record = try await tokens.attachment(id: id), record.complete else { return nil }
+                        return try await tokens.attachmentBytes(record)
+                    }
                 } catch {
                     await agent.terminate()
                     await gateway.stop()
@@ -96,7 +104,10 @@ extension CoordinatorProcessSuites {
             }
         }
 
-        private func exercise(_ scene: Scene, machine: MachineName, agent: AgentProcess) async throws {
+        /// Runs the executions; returns the last one's id.
+        private func exercise(
+            _ scene: Scene, machine: MachineName, agent: AgentProcess, tokens: APIStore
+        ) async throws -> ExecutionID {
             let deadline = ContinuousClock.now + .seconds(60)
             while try await scene.store.machine(machine)?.isOnline(at: Date()) != true {
                 guard ContinuousClock.now < deadline else {
@@ -109,8 +120,9 @@ extension CoordinatorProcessSuites {
             #expect(registered.transport == "gateway")
             let tests = [
                 E2ETests.shell("passes", "true"), E2ETests.shell("fails", "echo broken >&2; exit 3"),
-                E2ETests.junit("junit", cases: 3, failing: [1]),
+                E2ETests.junit("junit", cases: 3, failing: [1]), E2ETests.artifact("artifact", file: "report.txt"),
             ]
+            var last: ExecutionID?
             for mode in [RunMode.mono, .group, .parallel] {
                 let scenario = try await scene.define(tests, runMode: mode)
                 let execution = try await scene.run(scenario, timeout: .seconds(90))
@@ -118,9 +130,80 @@ extension CoordinatorProcessSuites {
                 let results = try await scene.store.results(execution.executionID)
                 let keys = results.map { "\($0.result.testID)|\($0.result.name)" }
                 #expect(Set(keys).count == keys.count, "\(mode): a result was stored twice")
-                #expect(results.count == 5, "\(mode): \(keys.sorted())")
+                #expect(results.count == 6, "\(mode): \(keys.sorted())")
                 #expect(results.allSatisfy { $0.machine == machine })
-                #expect(execution.counts.failed == 2 && execution.counts.ok == 3, "\(mode): \(execution.counts)")
+                #expect(execution.counts.failed == 2 && execution.counts.ok == 4, "\(mode): \(execution.counts)")
+                try await expectUploaded(results, tokens: tokens, agent: agent, artifact: ("artifact", "report.txt"))
+                last = execution.executionID
+            }
+            return try #require(last)
+        }
+
+        @Test(
+            "an agent connected to the broker uploads its tests' logs and files to the coordinator's API (api.url)",
+            .timeLimit(.minutes(3)))
+        func directAgentUploadsToTheAPI() async throws {
+            try await withScene(agents: 0, coordinators: 0) { scene in
+                let tokens = APIStore(store: scene.store)
+                try await tokens.prepare()
+                let port = try freeFixedPort()
+                try scene.startCoordinator(instance: "api", arguments: ["--api-port", "\(port)"])
+                let machine = try #require(MachineName(ServiceEnvironment.uniqueName("apiagent")))
+                let secret = Secrets.newEnrollmentToken()
+                try await tokens.createEnrollmentToken(
+                    EnrollmentTokenRecord(
+                        id: UUID().uuidString, hash: Secrets.tokenHash(secret), name: "upload test", machine: machine.rawValue,
+                        createdBy: "test", createdAt: Date(), expiresAt: nil))
+                let agent = try AgentProcess.start(
+                    machine: machine, brokerURL: scene.brokerURL, directory: try AgentProcess.makeDirectory(machine),
+                    groups: [scene.group.rawValue],
+                    extraEnvironment: ["CTA_AGENT_API_URL": "http://127.0.0.1:\(port)", "CTA_AGENT_API_TOKEN": secret])
+                do {
+                    try await scene.waitFor("the agent online", timeout: .seconds(60)) {
+                        try await scene.store.machine(machine)?.isOnline(at: Date()) == true
+                    }
+                    let scenario = try await scene.define(
+                        [E2ETests.shell("says", "echo said"), E2ETests.artifact("artifact", file: "out.bin")], runMode: .mono)
+                    let execution = try await scene.run(scenario, timeout: .seconds(90))
+                    #expect(execution.phase == .finished, "\(execution.phase) \(execution.endReason ?? "")\n\(agent.log)")
+                    let results = try await scene.store.results(execution.executionID)
+                    #expect(results.count == 2)
+                    try await expectUploaded(results, tokens: tokens, agent: agent, artifact: ("artifact", "out.bin"))
+                    let log = try #require(results.first { $0.result.testID.rawValue == "says" }?.result.log)
+                    let stored = try #require(try await tokens.attachment(id: log.id.description))
+                    let text = String(decoding: try await tokens.attachmentBytes(stored), as: UTF8.self)
+                    #expect(text.contains("said"), "the stored log: \(text)")
+                } catch {
+                    await agent.terminate()
+                    throw error
+                }
+                await agent.terminate()
+            }
+        }
+
+        /// Every result's log and files are stored complete in the database with the size and SHA-256 its reference
+        /// names; the artifact test's file holds what the test wrote; none of them is left in the agent's store.
+        private func expectUploaded(
+            _ results: [ResultRecord], tokens: APIStore, agent: AgentProcess, artifact: (test: String, file: String)
+        ) async throws {
+            for record in results {
+                let result = record.result
+                let log = try #require(result.log, "\(result.testID): no log reference")
+                for reference in [log] + result.attachments {
+                    let stored = try #require(
+                        try await tokens.attachment(id: reference.id.description),
+                        "\(result.testID): \(reference.name) (\(reference.id)) is not stored\n\(agent.log.suffix(3000))")
+                    #expect(stored.complete && stored.sha256 == reference.sha256 && stored.size == Int64(reference.size))
+                    #expect(stored.executionID == result.executionID.description && stored.test == result.testID.rawValue)
+                    #expect(
+                        !FileManager.default.fileExists(atPath: agent.directory + "/state/attachments/\(reference.id)"),
+                        "\(reference.name) is still in the agent's store after its upload")
+                }
+                if result.testID.rawValue == artifact.test {
+                    let file = try #require(result.attachments.first { $0.name == artifact.file }, "\(result.attachments)")
+                    let stored = try #require(try await tokens.attachment(id: file.id.description))
+                    #expect(try await tokens.attachmentBytes(stored) == E2ETests.artifactContent)
+                }
             }
         }
 
@@ -170,6 +253,10 @@ extension CoordinatorProcessSuites {
                     #expect(results.count == 1000, "\(results.count) results stored")
                     #expect(Set(names).count == names.count, "a result was stored twice")
                     #expect(ended.counts.ok == 1000)
+                    // Each test's log was uploaded through the gateway before its result, across the restart.
+                    let stored = Set(try await tokens.attachments(execution: execution.executionID.description).map(\._id))
+                    let logs = results.compactMap { $0.result.log?.id.description }
+                    #expect(logs.count == 1000 && Set(logs).isSubset(of: stored), "\(logs.count) logs, \(stored.count) stored")
                 } catch {
                     await agent.terminate()
                     gateway.kill()

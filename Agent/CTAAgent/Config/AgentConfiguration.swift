@@ -25,6 +25,13 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var gatewayCertificateFile: String?
     /// The private key (PEM) of ``gatewayCertificateFile`` (`gateway.keyFile`).
     public var gatewayKeyFile: String?
+    /// The coordinator's API (`api.url`), where a directly connected agent uploads its tests' files; without it
+    /// (and without a gateway) the files stay on the machine.
+    public var apiURL: String?
+    /// The enrollment token for uploads to ``apiURL`` (`api.token`).
+    public var apiToken: String?
+    /// CA certificates (PEM) to trust for ``apiURL`` instead of the system's (`api.caFile`).
+    public var apiCAFile: String?
     /// The machine name the agent registers (`machine`).
     public var machine: MachineName
     /// The groups (pools) the machine belongs to, without duplicates, in the order given (`groups`).
@@ -59,6 +66,8 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var shutdownBudget: Duration
     /// The largest attachment the agent uploads (`attachments.maxBytes`).
     public var maxAttachmentBytes: UInt64
+    /// How long a test's files are retried while the upload target is away (`attachments.uploadTimeout`).
+    public var uploadTimeout: Duration
 
     /// Creates a configuration; every parameter but the machine has the documented default, and neither URL is set.
     public init(
@@ -80,7 +89,8 @@ public struct AgentConfiguration: Sendable, Hashable {
         logTailBytes: Int = 1 << 20,
         logLevel: Logger.Level = .info,
         shutdownBudget: Duration = .seconds(300),
-        maxAttachmentBytes: UInt64 = 100 << 20
+        maxAttachmentBytes: UInt64 = 100 << 20,
+        uploadTimeout: Duration = .seconds(600)
     ) {
         self.brokerURL = brokerURL
         self.gatewayURL = gatewayURL
@@ -101,5 +111,6 @@ public struct AgentConfiguration: Sendable, Hashable {
         self.logLevel = logLevel
         self.shutdownBudget = shutdownBudget
         self.maxAttachmentBytes = maxAttachmentBytes
+        self.uploadTimeout = uploadTimeout
     }
 }

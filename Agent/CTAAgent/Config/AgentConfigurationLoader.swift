@@ -18,6 +18,9 @@ import Logging
 /// | `gateway.caFile` | readable file | the system's | `CTA_AGENT_GATEWAY_CA_FILE` | PEM CA certificates to trust for the gateway |
 /// | `gateway.certFile` | readable file | — | `CTA_AGENT_GATEWAY_CERT_FILE` | PEM client certificate, for a gateway that asks for one |
 /// | `gateway.keyFile` | readable file | — | `CTA_AGENT_GATEWAY_KEY_FILE` | PEM private key of `gateway.certFile`; set both or neither |
+/// | `api.url` | HTTP(S) URL | — | `CTA_AGENT_API_URL` | the coordinator's API, for uploads (with `broker.url`; a gateway takes them otherwise) |
+/// | `api.token` | text | — | `CTA_AGENT_API_TOKEN` | the enrollment token for uploads to `api.url`; required with it |
+/// | `api.caFile` | readable file | the system's | `CTA_AGENT_API_CA_FILE` | PEM CA certificates to trust for `api.url` |
 /// | `machine` | name | the host name's first label | `CTA_AGENT_MACHINE` | the machine name the agent registers |
 /// | `groups` | list of names | none | `CTA_AGENT_GROUPS` (`a,b`) | the pools the machine belongs to |
 /// | `tags` | mapping | none | `CTA_AGENT_TAGS` (`k=v,k2=v2`) | capabilities the scheduler selects on |
@@ -34,9 +37,12 @@ import Logging
 /// | `logs.level` | level | `info` | `CTA_AGENT_LOG_LEVEL` | `trace` … `critical` (swift-log's levels) |
 /// | `shutdown.budget` | duration 0s…24h | `5m` | `CTA_AGENT_SHUTDOWN_BUDGET` | drain time after SIGTERM |
 /// | `attachments.maxBytes` | size 1B…1TiB | `100MiB` | — | the largest attachment uploaded |
+/// | `attachments.uploadTimeout` | duration 1s…24h | `10m` | — | how long a test's uploads retry an unreachable server |
 ///
 /// Rules:
 /// - Exactly one of `broker.url` and `gateway.url` is set. An empty environment or flag value unsets a URL.
+/// - Tests' files (logs, artifacts) are uploaded before their results are published: to `api.url` when it is set,
+///   else to the gateway. A directly connected agent without `api.url` keeps them in `<state>/attachments`.
 /// - `machine` defaults to the host name's first label, lower-cased, with every character outside `a-z`, `0-9`,
 ///   `.`, `_`, `-` replaced by `-`. Machine and group names are 1 to 128 ASCII letters, digits, `.`, `_` and `-`,
 ///   starting with a letter or digit. Duplicate groups are dropped, keeping the first.
@@ -73,6 +79,9 @@ public struct AgentConfigurationLoader: Sendable {
         "CTA_AGENT_GATEWAY_CA_FILE": "gateway.caFile",
         "CTA_AGENT_GATEWAY_CERT_FILE": "gateway.certFile",
         "CTA_AGENT_GATEWAY_KEY_FILE": "gateway.keyFile",
+        "CTA_AGENT_API_URL": "api.url",
+        "CTA_AGENT_API_TOKEN": "api.token",
+        "CTA_AGENT_API_CA_FILE": "api.caFile",
         "CTA_AGENT_MACHINE": "machine",
         "CTA_AGENT_GROUPS": "groups",
         "CTA_AGENT_TAGS": "tags",
@@ -387,6 +396,11 @@ struct ConfigurationBuilder {
             throw ConfigurationError(
                 key: given, origin: origins[given] ?? .none,
                 message: "a client certificate needs both gateway.certFile and gateway.keyFile; \(missing) is not set")
+        }
+        if configuration.apiURL != nil, configuration.apiToken == nil {
+            throw ConfigurationError(
+                key: "api.url", origin: origins["api.url"] ?? .none,
+                message: "api.url needs the machine's enrollment token in api.token (or CTA_AGENT_API_TOKEN)")
         }
         if ConfigurationKey.overlaps(configuration.workDirectory, configuration.stateDirectory) {
             let work = origins["directories.work"] ?? .none

@@ -36,18 +36,7 @@ struct ConfigurationKey: Sendable {
             configuration.brokerURL = url
         },
         ConfigurationKey("gateway.url") { (configuration, value) throws(ValueProblem) in
-            let url = try text(value, expected: "an https:// URL")
-            guard !url.isEmpty else {
-                configuration.gatewayURL = nil
-                return
-            }
-            guard let components = URLComponents(string: url),
-                let scheme = components.scheme?.lowercased(), scheme == "https" || scheme == "http",
-                let host = components.host, !host.isEmpty
-            else {
-                throw ValueProblem("expected an https:// (or http://) URL with a host")
-            }
-            configuration.gatewayURL = url
+            configuration.gatewayURL = try httpURL(value)
         },
         ConfigurationKey("gateway.token") { (configuration, value) throws(ValueProblem) in
             let token = try text(value, expected: "an enrollment token")
@@ -61,6 +50,16 @@ struct ConfigurationKey: Sendable {
         },
         ConfigurationKey("gateway.keyFile") { (configuration, value) throws(ValueProblem) in
             configuration.gatewayKeyFile = try readableFile(value, expected: "a PEM private key file")
+        },
+        ConfigurationKey("api.url") { (configuration, value) throws(ValueProblem) in
+            configuration.apiURL = try httpURL(value)
+        },
+        ConfigurationKey("api.token") { (configuration, value) throws(ValueProblem) in
+            let token = try text(value, expected: "an enrollment token")
+            configuration.apiToken = token.isEmpty ? nil : token
+        },
+        ConfigurationKey("api.caFile") { (configuration, value) throws(ValueProblem) in
+            configuration.apiCAFile = try readableFile(value, expected: "a PEM file of CA certificates")
         },
         ConfigurationKey("machine") { (configuration, value) throws(ValueProblem) in
             configuration.machine = try name(MachineName.self, try text(value, expected: "a machine name"))
@@ -144,7 +143,23 @@ struct ConfigurationKey: Sendable {
         ConfigurationKey("attachments.maxBytes") { (configuration, value) throws(ValueProblem) in
             configuration.maxAttachmentBytes = try size(value, in: 1...(1 << 40))
         },
+        ConfigurationKey("attachments.uploadTimeout") { (configuration, value) throws(ValueProblem) in
+            configuration.uploadTimeout = try duration(value, in: .seconds(1) ... .seconds(86_400))
+        },
     ]
+
+    /// An `https://` (or `http://`) URL with a host; nil for an empty value (which unsets the key).
+    static func httpURL(_ value: ConfigurationInput) throws(ValueProblem) -> String? {
+        let url = try text(value, expected: "an https:// URL")
+        guard !url.isEmpty else { return nil }
+        guard let components = URLComponents(string: url),
+            let scheme = components.scheme?.lowercased(), scheme == "https" || scheme == "http",
+            let host = components.host, !host.isEmpty
+        else {
+            throw ValueProblem("expected an https:// (or http://) URL with a host")
+        }
+        return url
+    }
 
     static let byKey: [String: ConfigurationKey] = Dictionary(uniqueKeysWithValues: all.map { ($0.key, $0) })
 

@@ -106,6 +106,9 @@ public struct TestExecutor: Sendable {
         public var git: String
         /// How long fetching one `git` input may take. Default 10 minutes.
         public var gitInputTimeout: Duration
+        /// How long a test's files are retried while the upload target cannot be reached; then the results go out
+        /// without them (listed in custom `skippedAttachments`). Default 10 minutes.
+        public var uploadTimeout: Duration
 
         /// Creates a configuration with the defaults described on each property.
         public init(
@@ -116,7 +119,8 @@ public struct TestExecutor: Sendable {
             liveLogInterval: Duration = .seconds(1),
             liveLogLimitBytes: Int = 1 << 20,
             git: String = "git",
-            gitInputTimeout: Duration = .seconds(600)
+            gitInputTimeout: Duration = .seconds(600),
+            uploadTimeout: Duration = .seconds(600)
         ) {
             self.maxAttachmentBytes = maxAttachmentBytes
             self.maxAttachments = maxAttachments
@@ -126,6 +130,7 @@ public struct TestExecutor: Sendable {
             self.liveLogLimitBytes = liveLogLimitBytes
             self.git = git
             self.gitInputTimeout = gitInputTimeout
+            self.uploadTimeout = uploadTimeout
         }
     }
 
@@ -133,6 +138,9 @@ public struct TestExecutor: Sendable {
     public var runner: StageRunner
     /// Receives the evidence and holds the files of `file` inputs.
     public var attachments: AttachmentStore
+    /// Where the evidence is uploaded before the results are published; nil keeps it in ``attachments`` (the
+    /// references then point at files on this machine).
+    public var uploader: (any AttachmentUploading)?
     /// The settings.
     public var configuration: Configuration
     /// Where the executor logs what it does.
@@ -140,10 +148,12 @@ public struct TestExecutor: Sendable {
 
     /// Creates an executor.
     public init(
-        runner: StageRunner, attachments: AttachmentStore, configuration: Configuration = .init(), logger: Logger
+        runner: StageRunner, attachments: AttachmentStore, uploader: (any AttachmentUploading)? = nil,
+        configuration: Configuration = .init(), logger: Logger
     ) {
         self.runner = runner
         self.attachments = attachments
+        self.uploader = uploader
         self.configuration = configuration
         self.logger = logger
     }

@@ -100,7 +100,15 @@ final class TestRun {
         let stagesEnded = Timestamp.now()
         let duration = Milliseconds(clock.now - started)
 
-        let evidence = await collectEvidence()
+        var evidence = await collectEvidence()
+        if let uploader = executor.uploader {
+            let upload = EvidenceUpload(
+                uploader: uploader, store: executor.attachments, timeout: executor.configuration.uploadTimeout,
+                logger: logger)
+            evidence = await upload.upload(
+                evidence, execution: assignment.execution.executionID, test: assignment.test.id,
+                machine: assignment.machine)
+        }
         let results = makeResults(evidence: evidence, finishedAt: stagesEnded, duration: duration)
 
         if !executor.configuration.keepWorkDirectory {

@@ -14,15 +14,24 @@ public struct AgentAssembly: Sendable {
     public typealias GatewayTransportFactory =
         @Sendable (_ configuration: AgentConfiguration, _ token: String, _ logger: Logger) throws -> any AgentTransport
 
+    /// Makes what uploads tests' files to `url` (the API's or the gateway's) with an enrollment token, trusting the
+    /// CA file when given and presenting the client certificate when given.
+    public typealias UploaderFactory =
+        @Sendable (
+            _ url: String, _ token: String, _ caFile: String?, _ clientCertificate: (certificate: String, key: String)?,
+            _ logger: Logger
+        ) throws -> any AttachmentUploading
+
     /// Opens the state directory and wires the parts together.
     ///
     /// - Parameters:
     ///   - environment: The agent's own environment; only the variables named by
     ///     ``AgentConfiguration/passEnvironment`` reach test stages.
     ///   - gatewayTransport: How to reach a gateway (`gateway.url`); nil in a build without one.
+    ///   - uploader: How to upload tests' files (to `api.url`, else the gateway); nil in a build without HTTP.
     public static func make(
         configuration: AgentConfiguration, environment: [String: String], facts: HostFacts, logger: Logger,
-        gatewayTransport: GatewayTransportFactory? = nil
+        gatewayTransport: GatewayTransportFactory? = nil, uploader makeUploader: UploaderFactory? = nil
     ) async throws -> AgentAssembly {
         let transport: any AgentTransport
         let kind: Transport
@@ -49,6 +58,7 @@ public struct AgentAssembly: Sendable {
         } else {
             throw AgentStartError("set broker.url or gateway.url")
         }
+        let uploader = try Self.uploader(configuration, makeUploader, logger: logger)
         let state = configuration.stateDirectory
         for directory in [state, configuration.workDirectory] {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -76,8 +86,9 @@ public struct AgentAssembly: Sendable {
         var executorConfiguration = TestExecutor.Configuration()
         executorConfiguration.maxAttachmentBytes = configuration.maxAttachmentBytes
         executorConfiguration.keepWorkDirectory = configuration.keepWorkDirectories
+        executorConfiguration.uploadTimeout = configuration.uploadTimeout
         let executor = TestExecutor(
-            runner: runner, attachments: AttachmentStore(directory: state + "/attachments"),
+            runner: runner, attachments: AttachmentStore(directory: state + "/attachments"), uploader: uploader,
             configuration: executorConfiguration, logger: logger)
 
         let registration = AgentRegistration(
@@ -95,6 +106,37 @@ public struct AgentAssembly: Sendable {
             settings: settings, transport: transport, outbox: outbox, journal: journal, executor: executor,
             logger: logger)
         return AgentAssembly(runtime: runtime, spool: spool)
+    }
+}
+
+extension AgentAssembly {
+    /// Where tests' files go: `api.url` when set, else the gateway; none for a direct agent without `api.url`.
+    static func uploader(
+        _ configuration: AgentConfiguration, _ make: UploaderFactory?, logger: Logger
+    ) throws -> (any AttachmentUploading)? {
+        let target: (url: String, token: String, key: String, ca: String?, certificate: (certificate: String, key: String)?)
+        if let url = configuration.apiURL, let token = configuration.apiToken {
+            target = (url, token, "api.url", configuration.apiCAFile, nil)
+        } else if let url = configuration.gatewayURL, let token = configuration.gatewayToken {
+            let certificate = configuration.gatewayCertificateFile.flatMap { certificate in
+                configuration.gatewayKeyFile.map { (certificate: certificate, key: $0) }
+            }
+            target = (url, token, "gateway.url", configuration.gatewayCAFile, certificate)
+        } else {
+            logger.notice("tests' files stay on this machine: set api.url to upload them")
+            return nil
+        }
+        guard let make else {
+            if target.key == "api.url" { throw AgentStartError("this build of the agent cannot upload; unset api.url") }
+            return nil
+        }
+        do {
+            let uploader = try make(target.url, target.token, target.ca, target.certificate, logger)
+            logger.info("tests' files are uploaded", metadata: ["cta.upload.url": "\(target.url)"])
+            return uploader
+        } catch {
+            throw AgentStartError("\(target.key): \(error)")
+        }
     }
 }
 

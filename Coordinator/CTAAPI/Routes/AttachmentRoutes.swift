@@ -18,6 +18,11 @@ extension API {
     }
 
     func addAttachmentRoutes(to router: Router<APIRequestContext>) {
+        let upload = AttachmentUpload(store: store, limit: configuration.uploadLimit)
+        router.put("/v1/attachments/:id") { request, context in
+            let agent = try await self.agent(request)
+            return try await upload.handle(request, id: context.parameter("id"), agent: agent)
+        }
         router.put("/v1/executions/:id/attachments/:name") { request, context in
             let agent = try await self.agent(request)
             let name = context.parameter("name")
@@ -50,17 +55,36 @@ extension API {
         router.get("/v1/executions/:id/attachments/:name") { request, context in
             let (_, record) = try await self.execution(request, context, .read)
             let name = context.parameter("name")
-            guard Self.attachmentNameProblem(name) == nil, let attachment = try await self.store.attachment(execution: record._id, name: name)
+            guard Self.attachmentNameProblem(name) == nil || AttachmentID(name) != nil,
+                let attachment = try await self.store.attachment(execution: record._id, name: name)
             else { throw APIError.notFound("no attachment \(name)") }
             let bytes = try await self.store.attachmentBytes(attachment)
             var headers = HTTPFields()
-            headers[.contentDisposition] = "attachment; filename=\"\(name)\""
+            headers[.contentDisposition] = Self.contentDisposition(attachment.name)
             return try Self.ranged(bytes, contentType: attachment.contentType, request: request, extraHeaders: headers)
         }
     }
 }
 
+extension API {
+    /// `attachment` with the file name: plain when it is safe ASCII, else also RFC 8187 `filename*`.
+    static func contentDisposition(_ name: String) -> String {
+        let plain = name.unicodeScalars.allSatisfy { $0.isASCII && $0.value >= 0x20 && $0 != "\"" && $0 != "\\" }
+        if plain { return "attachment; filename=\"\(name)\"" }
+        let fallback = String(name.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0 != "\"" && $0 != "\\" ? Character($0) : "_" })
+        var encoded = ""
+        for byte in name.utf8 {
+            let unreserved = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                || byte == 0x2d || byte == 0x2e || byte == 0x5f || byte == 0x7e
+            encoded += unreserved ? String(UnicodeScalar(byte)) : String(format: "%%%02X", byte)
+        }
+        return "attachment; filename=\"\(fallback)\"; filename*=UTF-8''\(encoded)"
+    }
+}
+
 struct AttachmentView: Encodable {
+    /// The attachment id of an agent's upload (`PUT /v1/attachments/{id}`); null for one uploaded by name.
+    var id: Nullable<String>
     var name: String
     var size: Int64
     var sha256: String
@@ -70,6 +94,7 @@ struct AttachmentView: Encodable {
     var uploadedAt: Date
 
     init(_ record: AttachmentRecord) {
+        id = Nullable(AttachmentID(record._id).map(\.description))
         name = record.name
         size = record.size
         sha256 = record.sha256

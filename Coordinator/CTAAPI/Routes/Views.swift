@@ -200,6 +200,9 @@ struct ResultView: Encodable {
     var receivedAt: Date
     var origin: JSONValue
     var attachments: [JSONValue]
+    /// The test's log and screenshot, as attachment references (`GET /v1/executions/{id}/attachments/{ref.id}`).
+    var log: JSONValue
+    var screenshot: JSONValue
 
     init(_ record: ResultRecord) {
         let result = record.result
@@ -217,6 +220,8 @@ struct ResultView: Encodable {
         receivedAt = record.receivedAt
         origin = jsonValue(result.origin)
         attachments = result.attachments.map(jsonValue)
+        log = result.log.map(jsonValue) ?? .null
+        screenshot = result.screenshot.map(jsonValue) ?? .null
     }
 }
 

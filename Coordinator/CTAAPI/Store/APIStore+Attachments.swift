@@ -1,3 +1,4 @@
+import CTACore
 import CTAMongo
 import Foundation
 
@@ -11,25 +12,68 @@ extension APIStore {
         record.complete = false
         _ = try await attachments.replaceOne(["_id": .string(record._id)], with: record, upsert: true)
         _ = try await attachmentChunks.deleteMany(["attachment": .string(record._id)])
-        var chunks: [AttachmentChunk] = []
-        var n = 0
-        var offset = 0
-        while offset < bytes.count || (n == 0 && bytes.isEmpty) {
-            let end = min(offset + Self.chunkSize, bytes.count)
-            chunks.append(AttachmentChunk(_id: "\(record._id)#\(n)", attachment: record._id, n: n, data: Data(bytes[offset..<end])))
-            n += 1
-            offset = end
-            if bytes.isEmpty { break }
-        }
-        for start in stride(from: 0, to: chunks.count, by: 16) {
-            _ = try await attachmentChunks.insertMany(Array(chunks[start..<min(start + 16, chunks.count)]))
-        }
+        let chunks = Self.chunks(of: record._id, bytes)
+        try await insert(chunks)
         _ = try await attachments.updateOne(
             ["_id": .string(record._id)], .set(["complete": true, "chunks": .int64(Int64(chunks.count))]))
     }
 
+    /// Stores an agent's upload under its attachment id, once: the chunks first, then the record, complete, so a
+    /// record is never seen before its content. Three round trips for a new one (with the caller's check of the
+    /// execution); chunks left by an upload that ended before its record are replaced.
+    ///
+    /// - Returns: The record already stored under the id (nothing was written), or nil when this one was stored.
+    public func putUpload(_ record: AttachmentRecord, bytes: [UInt8]) async throws -> AttachmentRecord? {
+        let chunks = Self.chunks(of: record._id, bytes)
+        do {
+            try await insert(chunks)
+        } catch let error as MongoError where error.code == .duplicateKey {
+            if let stored = try await attachment(id: record._id) { return stored }
+            _ = try await attachmentChunks.deleteMany(["attachment": .string(record._id)])
+            try await insert(chunks)
+        }
+        var complete = record
+        complete.complete = true
+        complete.chunks = chunks.count
+        do {
+            _ = try await attachments.insertOne(complete)
+        } catch let error as MongoError where error.code == .duplicateKey {
+            return try await attachment(id: record._id)
+        }
+        return nil
+    }
+
+    /// The content cut into chunks of ``chunkSize``; one empty chunk for empty content.
+    static func chunks(of attachment: String, _ bytes: [UInt8]) -> [AttachmentChunk] {
+        var chunks: [AttachmentChunk] = []
+        var offset = 0
+        repeat {
+            let end = min(offset + chunkSize, bytes.count)
+            chunks.append(
+                AttachmentChunk(_id: "\(attachment)#\(chunks.count)", attachment: attachment, n: chunks.count, data: Data(bytes[offset..<end])))
+            offset = end
+        } while offset < bytes.count
+        return chunks
+    }
+
+    private func insert(_ chunks: [AttachmentChunk]) async throws {
+        for start in stride(from: 0, to: chunks.count, by: 16) {
+            _ = try await attachmentChunks.insertMany(Array(chunks[start..<min(start + 16, chunks.count)]))
+        }
+    }
+
+    /// A complete attachment of an execution, by its name (uploaded by name) or its id (uploaded by an agent).
     public func attachment(execution: String, name: String) async throws -> AttachmentRecord? {
-        try await attachments.findOne(["_id": .string("\(execution)/\(name)"), "complete": true])
+        if let id = AttachmentID(name) {
+            return try await attachments.findOne(
+                ["_id": .string(id.description), "executionID": .string(execution), "complete": true])
+        }
+        return try await attachments.findOne(["_id": .string("\(execution)/\(name)"), "complete": true])
+    }
+
+    /// An attachment by its id, complete or not.
+    public func attachment(id: String) async throws -> AttachmentRecord? {
+        try await attachments.findOne(["_id": .string(id)])
     }
 
     public func attachments(execution: String) async throws -> [AttachmentRecord] {

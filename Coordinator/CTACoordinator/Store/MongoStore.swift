@@ -281,6 +281,12 @@ public struct MongoStore: Store {
         try await executionsCollection.findOne(["_id": .string(id.description)])
     }
 
+    /// Whether an execution exists, without reading its record (which holds its whole plan).
+    public func executionExists(_ id: ExecutionID) async throws -> Bool {
+        try await executionsCollection.withType(BSONDocument.self)
+            .findOne(["_id": .string(id.description)], projection: .including("_id")) != nil
+    }
+
     public func executions(in phase: ExecutionPhase, limit: Int) async throws -> [ExecutionRecord] {
         try await findDecodable(
             executionsCollection, ["phase": .string(phase.rawValue)], sort: .descending("createdAt"), limit: limit)
