@@ -1,4 +1,5 @@
 import CTACore
+import Foundation
 
 // What the API answers, as the client reads it. Fields the client does not need are not decoded (the `--json`
 // output prints the server's JSON itself); fields that may be absent are optional.
@@ -233,11 +234,25 @@ public struct TestResultItem: Codable, Hashable, Sendable {
 
 /// `GET /v1/executions/{id}/attachments`.
 public struct AttachmentInfo: Codable, Hashable, Sendable {
+    /// The attachment id of an agent's upload; nil for one uploaded by name.
+    public var id: String?
     public var name: String
     public var size: Int?
     public var sha256: String?
     public var machine: String?
     public var test: String?
+
+    /// Where a download of it goes under `directory`: `<test>/<name>` for a test's file (several tests leave a
+    /// `test.log`), else `<name>`; nil when the server's name or test could leave the directory.
+    public func downloadPath(in directory: String) -> String? {
+        func safe(_ part: String) -> Bool {
+            !part.isEmpty && part != "." && part != ".." && !part.contains("/") && !part.unicodeScalars.contains { $0.value < 0x20 }
+        }
+        guard safe(name) else { return nil }
+        guard let test else { return (directory as NSString).appendingPathComponent(name) }
+        guard safe(test) else { return nil }
+        return ((directory as NSString).appendingPathComponent(test) as NSString).appendingPathComponent(name)
+    }
 }
 
 /// `POST /v1/definitions`.

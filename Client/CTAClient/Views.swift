@@ -120,11 +120,11 @@ public enum Views {
 
     public static func attachments(_ attachments: [AttachmentInfo], style: Style) -> Table {
         Table(
-            headers: ["NAME", "SIZE", "MACHINE", "TEST", "SHA-256"],
+            headers: ["NAME", "SIZE", "MACHINE", "TEST", "SHA-256", "ID"],
             rows: attachments.map { attachment in
                 [
                     attachment.name, attachment.size.map { "\($0)" } ?? "-", attachment.machine ?? "-",
-                    attachment.test ?? "-", attachment.sha256.map { String($0.prefix(16)) } ?? "-",
+                    attachment.test ?? "-", attachment.sha256.map { String($0.prefix(16)) } ?? "-", attachment.id ?? "-",
                 ]
             })
     }

@@ -243,15 +243,19 @@ struct Executions: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var output: OutputOptions
         @Argument(help: "The execution's id.") var execution: String
-        @Option(help: "Download this attachment (repeatable).") var download: [String] = []
+        @Option(help: "Download this attachment, by name or id (repeatable).") var download: [String] = []
         @Flag(help: "Download every attachment.") var all = false
         @Option(help: "The directory downloads are written to.") var directory: String = "."
 
         func run() async throws {
             let session = try connection.session()
             let attachments = try await session.client.attachments(execution)
-            let names = all ? attachments.map(\.name) : download
-            guard !names.isEmpty else {
+            var chosen = all ? attachments : attachments.filter { download.contains($0.name) || download.contains($0.id ?? "") }
+            if !all, let missing = download.first(where: { want in !chosen.contains { $0.name == want || $0.id == want } }) {
+                throw ClientError.usage("\(missing) is not an attachment of \(execution)")
+            }
+            chosen.sort { ($0.test ?? "", $0.name) < ($1.test ?? "", $1.name) }
+            guard all || !download.isEmpty else {
                 if output.json {
                     Console.line(JSONOutput.pretty(attachments))
                 } else {
@@ -259,14 +263,17 @@ struct Executions: AsyncParsableCommand {
                 }
                 return
             }
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            for name in names {
-                // Names are [A-Za-z0-9._-], no leading dot: they cannot leave the directory.
-                guard !name.isEmpty, !name.hasPrefix("."), !name.contains("/") else {
-                    throw ClientError.usage("\(name) is not an attachment name")
+            var written: Set<String> = []
+            for attachment in chosen {
+                guard var path = attachment.downloadPath(in: directory) else {
+                    throw ClientError.protocolViolation("the server named an attachment \(attachment.name) that is not a file name")
                 }
-                let bytes = try await session.client.attachment(execution, name: name)
-                let path = (directory as NSString).appendingPathComponent(name)
+                // One test's attempts may each leave a file of the same name: the later ones get their id added.
+                if written.contains(path), let id = attachment.id { path += "." + id.prefix(8) }
+                written.insert(path)
+                try FileManager.default.createDirectory(
+                    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                let bytes = try await session.client.attachment(execution, name: attachment.id ?? attachment.name)
                 try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
                 Console.line("\(path) (\(bytes.count) bytes)")
             }

@@ -117,3 +117,21 @@ struct APIClientTests {
         #expect(Query().text == "")
     }
 }
+
+@Suite("Attachment downloads")
+struct AttachmentDownloadPathTests {
+    @Test("a test's file goes under its test's directory; names that could leave the directory are refused")
+    func paths() {
+        func info(_ name: String, test: String?) -> AttachmentInfo {
+            var object: [String: Any] = ["id": "4b3a2c1d-0e9f-4877-a665-544332211009", "name": name]
+            if let test { object["test"] = test }
+            let data = try! JSONSerialization.data(withJSONObject: object)
+            return try! JSONDecoder().decode(AttachmentInfo.self, from: data)
+        }
+        #expect(info("test.log", test: "t-a").downloadPath(in: "/tmp/d") == "/tmp/d/t-a/test.log")
+        #expect(info("my report.txt", test: nil).downloadPath(in: "/tmp/d") == "/tmp/d/my report.txt")
+        for (name, test) in [("../x", "t"), ("..", "t"), ("a/b", nil), ("ok.txt", ".."), ("ok.txt", "a/b"), ("", "t"), ("a\nb", "t")] {
+            #expect(info(name, test: test).downloadPath(in: "/tmp/d") == nil, "\(name) \(test ?? "-")")
+        }
+    }
+}

@@ -237,6 +237,34 @@ final class CLIScene: Sendable {
         #expect(export.status == 0, "\(export.output)")
         let again = try JUnitReader.read(Data(contentsOf: URL(fileURLWithPath: exported)))
         #expect(Set(again.suites.first?.cases ?? []) == Set(suite.cases))
+        try await artifacts(of: execution)
+    }
+
+    /// Files agents uploaded by id (two tests' `test.log`, a name with a space) are listed and downloaded by
+    /// `cta executions artifacts --all`, each under its test's directory.
+    func artifacts(of execution: String) async throws {
+        let api = CTAIntegrationTests.APIClient(port: port, tls: true, caFile: caFile)
+        let admin = try String(contentsOfFile: adminTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let enrollment = try await api.request("POST", "/v1/enrollment-tokens", token: admin, json: ["name": "cli uploads"])
+        let secret = try #require(enrollment.json["token"] as? String, "\(enrollment)")
+        let files = [("t-a", "test.log", "log of a\n"), ("t-b", "test.log", "log of b\n"), ("t-a", "my report.txt", "report\n")]
+        for (test, name, text) in files {
+            let content = Array(text.utf8)
+            let upload = try await api.request(
+                "PUT",
+                "/v1/attachments/\(UUID().uuidString.lowercased())?execution=\(execution)&name=\(name.replacingOccurrences(of: " ", with: "%20"))&test=\(test)&machine=\(scene.machines[0])",
+                token: secret, body: content, headers: [("X-CTA-SHA256", SHA256.hash(content).hexString)])
+            #expect(upload.status == 201, "\(upload)")
+        }
+        let listed = try await cta(["executions", "artifacts", execution])
+        #expect(listed.status == 0 && listed.output.contains("my report.txt"), "\(listed.output)")
+        let directory = scene.directory + "/artifacts"
+        let downloaded = try await cta(["executions", "artifacts", execution, "--all", "--directory", directory])
+        #expect(downloaded.status == 0, "\(downloaded.output)")
+        for (test, name, text) in files {
+            let path = "\(directory)/\(test)/\(name)"
+            #expect((try? String(contentsOfFile: path, encoding: .utf8)) == text, "\(path)\n\(downloaded.output)")
+        }
     }
 
     /// A failing test: its line names the test, the machine and the message; exit 1; the report has a failure.
