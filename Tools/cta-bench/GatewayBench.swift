@@ -5,6 +5,7 @@ import CTAAgentGateway
 import CTABroker
 import CTACoordinator
 import CTACore
+import CTADefinitions
 import CTAMessaging
 import CTAMongo
 import Foundation
@@ -22,6 +23,9 @@ import Synchronization
 /// - **Result events.** One agent's stream of `test.result` events, published through the agent's own gateway
 ///   transport, next to the same events through the agent's own AMQP transport (direct to the broker), in
 ///   alternating rounds, both in the agent's batches (1,000 events, two batches in flight).
+/// - **Uploads.** A test's log uploaded the way the agent does before publishing its result (`PUT
+///   /v1/attachments/{id}` with the agent's uploader, one after the other), next to the same uploads stored straight
+///   into the database by the bench (the store's own writes, without HTTP, token check or execution check).
 struct GatewayBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
@@ -52,9 +56,16 @@ struct GatewayBench: AsyncParsableCommand {
     @Option(help: "Rounds per side for result events; the median is reported.")
     var rounds = 3
 
+    @Option(help: "Uploads per round and side.")
+    var uploads = 300
+
+    @Option(help: "Bytes per upload.")
+    var uploadBytes = 16_384
+
     func validate() throws {
-        guard agents > 0, holdSeconds > 0, heartbeatSeconds > 0, events > 0, rounds > 0 else {
-            throw ValidationError("--agents, --hold-seconds, --heartbeat-seconds, --events and --rounds must be positive")
+        guard agents > 0, holdSeconds > 0, heartbeatSeconds > 0, events > 0, rounds > 0, uploads > 0, uploadBytes > 0 else {
+            throw ValidationError(
+                "--agents, --hold-seconds, --heartbeat-seconds, --events, --rounds, --uploads and --upload-bytes must be positive")
         }
     }
 
@@ -85,6 +96,7 @@ struct GatewayBench: AsyncParsableCommand {
                 figure.printLine()
             }
             try await run.resultEvents(count: events, rounds: rounds).printLine()
+            for figure in try await run.uploads(count: uploads, bytes: uploadBytes, rounds: rounds) { figure.printLine() }
         } catch {
             await run.stop()
             throw error
@@ -284,6 +296,63 @@ private final class GatewayBenchRun: Sendable {
             "test.result events (about 520 bytes) published and confirmed in the agent's batches (1,000, two in flight), "
             + "through the gateway's WebSocket (the gateway publishes with confirms and answers each) vs straight to the broker; target ratio 0.6"
         return figure
+    }
+
+    // MARK: Uploads
+
+    /// `count` uploads of `bytes` each through the gateway, one after the other, next to the same content stored
+    /// by the bench straight into the database; per round, alternating.
+    func uploads(count: Int, bytes: Int, rounds: Int) async throws -> [Figure] {
+        let store = MongoStore(database: client.database(databaseName))
+        let execution = ExecutionRecord(
+            id: ExecutionID(), scenario: ScenarioReference(id: ScenarioID(unchecked: "bench"), name: "bench"),
+            suite: SuiteReference(id: SuiteID(unchecked: "bench"), name: "bench"), configuration: ConfigurationID(unchecked: "bench"),
+            selector: MachineSelector(), runMode: .mono, env: [:], requestedBy: "cta-bench", tests: [], createdAt: Date(),
+            pendingDeadline: Date().addingTimeInterval(3600), runningTimeoutMs: 3_600_000, chainedFrom: nil, provision: nil)
+        try await store.createExecution(execution)
+        let apiStore = APIStore(store: store)
+        let uploader = try HTTPAttachmentUploader(url: "http://127.0.0.1:\(port)", token: token, caFile: nil, clientCertificate: nil)
+        let machine = MachineName(unchecked: "\(prefix)-uploads")
+        var content = [UInt8](repeating: 0, count: bytes)
+        for index in content.indices { content[index] = UInt8(truncatingIfNeeded: index &* 31 &+ 7) }
+        let digest = SHA256.hash(content).hexString
+        var throughGateway: [Double] = []
+        var direct: [Double] = []
+        var latencies: [Double] = []
+        for _ in 0..<rounds {
+            let start = ContinuousClock.now
+            for _ in 0..<count {
+                let reference = AttachmentReference(
+                    id: AttachmentID(), name: "test.log", size: UInt64(bytes), contentType: "text/plain", sha256: digest)
+                let one = ContinuousClock.now
+                try await uploader.upload(
+                    reference, content: content, execution: execution.executionID, test: TestID(unchecked: "bench"), machine: machine)
+                latencies.append((ContinuousClock.now - one).timeInterval * 1000)
+            }
+            throughGateway.append(Double(count) / (ContinuousClock.now - start).timeInterval)
+
+            let baselineStart = ContinuousClock.now
+            for _ in 0..<count {
+                let record = AttachmentRecord(
+                    _id: AttachmentID().description, executionID: execution.executionID.description, name: "test.log",
+                    size: Int64(bytes), sha256: digest, chunkSize: APIStore.chunkSize, chunks: 0, machine: machine.rawValue,
+                    test: "bench", contentType: "text/plain", uploadedBy: "cta-bench", uploadedAt: Date(), complete: false)
+                _ = try await apiStore.putUpload(record, bytes: content)
+            }
+            direct.append(Double(count) / (ContinuousClock.now - baselineStart).timeInterval)
+        }
+        var rate = Figure(
+            bench: "gateway", figure: "uploads", unit: "uploads/s", samples: throughGateway.map { Figure.rounded($0, 1) },
+            baselineSamples: direct.map { Figure.rounded($0, 1) },
+            baselineName: "the same content stored by the bench straight into the database", operations: count)
+        rate.note =
+            "\(bytes)-byte uploads through the gateway with the agent's uploader, one after the other (a connection each; "
+            + "token, execution and SHA-256 checked; stored in chunks, then the record)"
+        var latency = Figure(
+            bench: "gateway", figure: "upload_latency_p50", unit: "ms", samples: [Figure.rounded(Figure.percentile(50, latencies), 2)],
+            baselineSamples: nil, baselineName: nil, operations: latencies.count)
+        latency.note = "p99 \(Figure.rounded(Figure.percentile(99, latencies), 2)) ms over every upload of every round"
+        return [rate, latency]
     }
 
     /// Publishes the batches in order with two in flight, as the agent's outbox does; any failure fails the round.

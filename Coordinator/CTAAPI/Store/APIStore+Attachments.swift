@@ -3,7 +3,8 @@ import CTAMongo
 import Foundation
 
 extension APIStore {
-    static let chunkSize = 255 * 1024
+    /// The bytes of an attachment per stored chunk.
+    public static let chunkSize = 255 * 1024
 
     /// Stores an attachment's bytes in chunks, then marks it complete; a second upload under the same name replaces
     /// the first.

@@ -116,6 +116,25 @@ public struct AttachmentRecord: Codable, Hashable, Sendable {
     public var uploadedAt: Date
     /// False while the chunks are being written: an incomplete upload is never served.
     public var complete: Bool
+
+    public init(
+        _id: String, executionID: String, name: String, size: Int64, sha256: String, chunkSize: Int, chunks: Int,
+        machine: String?, test: String?, contentType: String, uploadedBy: String, uploadedAt: Date, complete: Bool
+    ) {
+        self._id = _id
+        self.executionID = executionID
+        self.name = name
+        self.size = size
+        self.sha256 = sha256
+        self.chunkSize = chunkSize
+        self.chunks = chunks
+        self.machine = machine
+        self.test = test
+        self.contentType = contentType
+        self.uploadedBy = uploadedBy
+        self.uploadedAt = uploadedAt
+        self.complete = complete
+    }
 }
 
 struct AttachmentChunk: Codable, Sendable {
