@@ -118,7 +118,7 @@ public struct GatewayServer: Service {
                 throw APIError(.tooManyRequests, "too many refused requests from \(address)", headers: headers)
             }
             let admission = await admit(
-                token: Self.bearerToken(request), machine: request.uri.queryParameters.get("machine"), now: now)
+                token: API.bearerToken(request), machine: request.uri.queryParameters.get("machine"), now: now)
             switch admission {
             case .refused(let reason):
                 limiter.withLockedValue { $0.fail([address], now: now) }
@@ -136,7 +136,7 @@ public struct GatewayServer: Service {
             shouldUpgrade: { _, _ in .upgrade([:]) },
             onUpgrade: { inbound, outbound, context in
                 let request = context.request
-                let token = Self.bearerToken(request)
+                let token = API.bearerToken(request)
                 let address = context.requestContext.remoteAddress ?? "unknown"
                 let now = Date()
                 let admission: Admission
@@ -162,13 +162,6 @@ public struct GatewayServer: Service {
                 }
             })
         return router
-    }
-
-    static func bearerToken(_ request: Request) -> String? {
-        request.headers[.authorization].flatMap { header -> String? in
-            let parts = header.split(separator: " ", maxSplits: 1)
-            return parts.count == 2 && parts[0].lowercased() == "bearer" ? String(parts[1]) : nil
-        }
     }
 
     /// A refusal (`code: words`) as the API's error, for HTTP requests.

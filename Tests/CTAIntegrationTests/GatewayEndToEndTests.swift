@@ -149,11 +149,7 @@ extension CoordinatorProcessSuites {
                 let port = try freeFixedPort()
                 try scene.startCoordinator(instance: "api", arguments: ["--api-port", "\(port)"])
                 let machine = try #require(MachineName(ServiceEnvironment.uniqueName("apiagent")))
-                let secret = Secrets.newEnrollmentToken()
-                try await tokens.createEnrollmentToken(
-                    EnrollmentTokenRecord(
-                        id: UUID().uuidString, hash: Secrets.tokenHash(secret), name: "upload test", machine: machine.rawValue,
-                        createdBy: "test", createdAt: Date(), expiresAt: nil))
+                let secret = try await tokens.newEnrollmentToken(machine: machine.rawValue)
                 let agent = try AgentProcess.start(
                     machine: machine, brokerURL: scene.brokerURL, directory: try AgentProcess.makeDirectory(machine),
                     groups: [scene.group.rawValue],
@@ -217,11 +213,7 @@ extension CoordinatorProcessSuites {
                 let port = try freeFixedPort()
                 var gateway = try await GatewayProcess.start(port: port, scene: scene)
                 let machine = try #require(MachineName(ServiceEnvironment.uniqueName("gwkill")))
-                let secret = Secrets.newEnrollmentToken()
-                try await tokens.createEnrollmentToken(
-                    EnrollmentTokenRecord(
-                        id: UUID().uuidString, hash: Secrets.tokenHash(secret), name: "kill test", machine: machine.rawValue,
-                        createdBy: "test", createdAt: Date(), expiresAt: nil))
+                let secret = try await tokens.newEnrollmentToken(machine: machine.rawValue)
                 let agent = try AgentProcess.start(
                     machine: machine, brokerURL: "", directory: try AgentProcess.makeDirectory(machine),
                     groups: [scene.group.rawValue], gateway: (url: "http://127.0.0.1:\(port)", token: secret))

@@ -17,6 +17,19 @@ import Synchronization
 import Testing
 
 /// A gateway on a free port, with the real broker and a real token store.
+extension APIStore {
+    /// Stores a new enrollment token, bound to `machine` when given, revoked when asked; returns its text.
+    func newEnrollmentToken(machine: String?, revoked: Bool = false) async throws -> String {
+        let secret = Secrets.newEnrollmentToken()
+        var record = EnrollmentTokenRecord(
+            id: UUID().uuidString, hash: Secrets.tokenHash(secret), name: "test", machine: machine, createdBy: "test",
+            createdAt: Date(), expiresAt: nil)
+        if revoked { record.revokedAt = Date() }
+        try await createEnrollmentToken(record)
+        return secret
+    }
+}
+
 final class GatewayUnderTest: Sendable {
     let port: Int
     let tokens: APIStore
@@ -56,13 +69,7 @@ final class GatewayUnderTest: Sendable {
 
     /// A new enrollment token: bound to `machine` when given, revoked when asked.
     func token(machine: String?, revoked: Bool = false) async throws -> String {
-        let secret = Secrets.newEnrollmentToken()
-        var record = EnrollmentTokenRecord(
-            id: UUID().uuidString, hash: Secrets.tokenHash(secret), name: "test", machine: machine, createdBy: "test",
-            createdAt: Date(), expiresAt: nil)
-        if revoked { record.revokedAt = Date() }
-        try await tokens.createEnrollmentToken(record)
-        return secret
+        try await tokens.newEnrollmentToken(machine: machine, revoked: revoked)
     }
 
     func stop() async {

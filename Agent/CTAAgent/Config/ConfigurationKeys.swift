@@ -39,8 +39,7 @@ struct ConfigurationKey: Sendable {
             configuration.gatewayURL = try httpURL(value)
         },
         ConfigurationKey("gateway.token") { (configuration, value) throws(ValueProblem) in
-            let token = try text(value, expected: "an enrollment token")
-            configuration.gatewayToken = token.isEmpty ? nil : token
+            configuration.gatewayToken = try enrollmentToken(value)
         },
         ConfigurationKey("gateway.caFile") { (configuration, value) throws(ValueProblem) in
             configuration.gatewayCAFile = try readableFile(value, expected: "a PEM file of CA certificates")
@@ -55,8 +54,7 @@ struct ConfigurationKey: Sendable {
             configuration.apiURL = try httpURL(value)
         },
         ConfigurationKey("api.token") { (configuration, value) throws(ValueProblem) in
-            let token = try text(value, expected: "an enrollment token")
-            configuration.apiToken = token.isEmpty ? nil : token
+            configuration.apiToken = try enrollmentToken(value)
         },
         ConfigurationKey("api.caFile") { (configuration, value) throws(ValueProblem) in
             configuration.apiCAFile = try readableFile(value, expected: "a PEM file of CA certificates")
@@ -147,6 +145,12 @@ struct ConfigurationKey: Sendable {
             configuration.uploadTimeout = try duration(value, in: .seconds(1) ... .seconds(86_400))
         },
     ]
+
+    /// An enrollment token; nil for an empty value.
+    static func enrollmentToken(_ value: ConfigurationInput) throws(ValueProblem) -> String? {
+        let token = try text(value, expected: "an enrollment token")
+        return token.isEmpty ? nil : token
+    }
 
     /// An `https://` (or `http://`) URL with a host; nil for an empty value (which unsets the key).
     static func httpURL(_ value: ConfigurationInput) throws(ValueProblem) -> String? {
