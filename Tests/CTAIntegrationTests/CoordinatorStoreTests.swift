@@ -106,14 +106,7 @@ struct CoordinatorStoreTests {
             let store = MongoStore(database: database)
             try await store.prepare()
             let now = Date()
-            func pending() -> ExecutionRecord {
-                ExecutionRecord(
-                    id: ExecutionID(), scenario: ScenarioReference(id: ScenarioID(unchecked: "s"), name: "S"),
-                    suite: SuiteReference(id: SuiteID(unchecked: "suite"), name: "Suite"),
-                    configuration: ConfigurationID(unchecked: "c"), selector: MachineSelector(), runMode: .mono, env: [:],
-                    requestedBy: "test", tests: [], createdAt: now, pendingDeadline: now.addingTimeInterval(60),
-                    runningTimeoutMs: 60_000)
-            }
+            func pending() -> ExecutionRecord { .pendingWithoutTests(at: now) }
             let plan = DispatchPlan(machines: [Self.machine], eventIDs: [EventID()])
             let until = now.addingTimeInterval(30)
             let fresh = pending()
@@ -141,5 +134,17 @@ struct CoordinatorStoreTests {
             #expect(try await !store.claimWithPlan(other, execution: planned.executionID, holder: "b", now: later, until: until))
             #expect(try await store.execution(planned.executionID)?.dispatch == plan)
         }
+    }
+}
+
+extension ExecutionRecord {
+    /// A pending mono execution of no tests, for checks that need one to exist.
+    static func pendingWithoutTests(at now: Date = Date()) -> ExecutionRecord {
+        ExecutionRecord(
+            id: ExecutionID(), scenario: ScenarioReference(id: ScenarioID(unchecked: "s"), name: "S"),
+            suite: SuiteReference(id: SuiteID(unchecked: "suite"), name: "Suite"),
+            configuration: ConfigurationID(unchecked: "c"), selector: MachineSelector(), runMode: .mono, env: [:],
+            requestedBy: "test", tests: [], createdAt: now, pendingDeadline: now.addingTimeInterval(60),
+            runningTimeoutMs: 60_000)
     }
 }

@@ -442,7 +442,7 @@ struct GatewayPublishQueueTests {
 )
 struct GatewayTLSTests {
     @Test(
-        "an agent trusting the gateway's CA and presenting a client certificate is admitted and its event confirmed; without a certificate the handshake fails",
+        "an agent trusting the gateway's CA and presenting a client certificate is admitted, its event confirmed and its upload stored; without a certificate the handshake fails",
         .timeLimit(.minutes(2)))
     func clientCertificates() async throws {
         let directory = URL(fileURLWithPath: try #require(ServiceEnvironment.amqpsCAFile)).deletingLastPathComponent().path
@@ -482,6 +482,30 @@ struct GatewayTLSTests {
                 ])
                 #expect(outcomes.count == 1 && (try? outcomes[0].get()) != nil, "\(outcomes) \(gateway.log.messages)")
                 await transport.close()
+
+                // Uploads go over HTTPS with the same CA file and client certificate; without the certificate the
+                // handshake fails, which the agent takes for an outage and retries.
+                let execution = ExecutionRecord.pendingWithoutTests()
+                try await MongoStore(database: database).createExecution(execution)
+                let content = Array("a log over TLS\n".utf8)
+                let reference = AttachmentReference(
+                    id: AttachmentID(), name: "test.log", size: UInt64(content.count), contentType: "text/plain",
+                    sha256: SHA256.hash(content).hexString)
+                let uploader = try HTTPAttachmentUploader(
+                    url: "https://localhost:\(gateway.port)", token: token, caFile: file("ca.pem"),
+                    clientCertificate: (file("client.pem"), file("client.key")))
+                try await uploader.upload(
+                    reference, content: content, execution: execution.executionID, test: TestID(unchecked: "t"), machine: machine)
+                let stored = try #require(try await tokens.attachment(id: reference.id.description))
+                #expect(try await tokens.attachmentBytes(stored) == content)
+                let withoutCertificate = try HTTPAttachmentUploader(
+                    url: "https://localhost:\(gateway.port)", token: token, caFile: file("ca.pem"), clientCertificate: nil)
+                let refused = await #expect(throws: UploadFailure.self) {
+                    try await withoutCertificate.upload(
+                        reference, content: content, execution: execution.executionID, test: TestID(unchecked: "t"),
+                        machine: machine)
+                }
+                #expect(refused?.permanent == false, "\(String(describing: refused))")
 
                 // Trusting the CA is not enough: without a client certificate the gateway ends the handshake.
                 var tls = TLSConfiguration.makeClientConfiguration()
