@@ -334,6 +334,9 @@ public final class GatewayAgentTransport: AgentTransport {
             for id in ids { resolve(id, .success(())) }
         case .refused(let id, let error):
             resolve(id, .failure(TransportError(.refused, error.description)))
+        case .unroutable(let ids):
+            let error = TransportError(.unroutable, "no queue took the event (the coordinators' queues do not exist yet)")
+            for id in ids { resolve(id, .failure(error)) }
         case .consumerCancelled(let queue):
             let stream = state.withLock { state in
                 state.credits[queue] = nil

@@ -13,6 +13,9 @@ public enum GatewayFrame: Hashable, Sendable {
     case confirmed(ids: [String])
     /// The event published with this id was refused and dead-lettered; resending it cannot succeed.
     case refused(id: String, error: WireError)
+    /// No queue took the events published with these ids (the coordinators have not declared theirs yet): the agent
+    /// keeps them and sends them again later (at most ``confirmedPerFrame``).
+    case unroutable(ids: [String])
 
     // Agent to gateway.
     /// The work of this delivery is durably in the agent's spool.
@@ -33,6 +36,7 @@ public enum GatewayFrame: Hashable, Sendable {
         case .consumerCancelled: "consumerCancelled"
         case .confirmed: "confirmed"
         case .refused: "refused"
+        case .unroutable: "unroutable"
         case .ack: "ack"
         case .release: "release"
         case .reject: "reject"
@@ -70,7 +74,8 @@ public enum GatewayFrame: Hashable, Sendable {
             header += ",\"redelivered\":\(redelivered)"
             body = bytes
         case .consumerCancelled(let queue): add("queue", queue)
-        case .confirmed(let ids): header += ",\"ids\":[" + ids.map(JSONText.quoted).joined(separator: ",") + "]"
+        case .confirmed(let ids), .unroutable(let ids):
+            header += ",\"ids\":[" + ids.map(JSONText.quoted).joined(separator: ",") + "]"
         case .refused(let id, let error):
             add("id", id)
             add(error)
@@ -118,7 +123,7 @@ public enum GatewayFrame: Hashable, Sendable {
         switch name {
         case "deliver": (keys, hasBody) = (["tag", "queue", "redelivered"], true)
         case "consumerCancelled": (keys, hasBody) = (["queue"], false)
-        case "confirmed": (keys, hasBody) = (["ids"], false)
+        case "confirmed", "unroutable": (keys, hasBody) = (["ids"], false)
         case "refused": (keys, hasBody) = (["id", "code", "path", "reason"], false)
         case "ack", "release": (keys, hasBody) = (["tag"], false)
         case "reject": (keys, hasBody) = (["tag", "code", "path", "reason"], false)
@@ -168,13 +173,13 @@ public enum GatewayFrame: Hashable, Sendable {
             return .deliver(
                 tag: try tag(), queue: try string("queue", limit: maximumQueueBytes), redelivered: redelivered, body: body)
         case "consumerCancelled": return .consumerCancelled(queue: try string("queue", limit: maximumQueueBytes))
-        case "confirmed":
+        case "confirmed", "unroutable":
             guard case .strings(let ids)? = object["ids"], (1...confirmedPerFrame).contains(ids.count),
                 ids.allSatisfy({ !$0.isEmpty && $0.utf8.count <= maximumIDBytes })
             else {
-                throw GatewayFrameError("confirmed: ids must be a list of 1 to \(confirmedPerFrame) strings of 1 to \(maximumIDBytes) bytes")
+                throw GatewayFrameError("\(name): ids must be a list of 1 to \(confirmedPerFrame) strings of 1 to \(maximumIDBytes) bytes")
             }
-            return .confirmed(ids: ids)
+            return name == "confirmed" ? .confirmed(ids: ids) : .unroutable(ids: ids)
         case "refused": return .refused(id: try string("id", limit: maximumIDBytes), error: try wireError())
         case "ack": return .ack(tag: try tag())
         case "release": return .release(tag: try tag())

@@ -120,7 +120,7 @@ public final class AgentBridge: Sendable {
         case .publish(let id, let body):
             // Waits while too many of this agent's events are unanswered: the agent's writes then wait on TCP.
             await publishes.append((id, body))
-        case .deliver, .consumerCancelled, .confirmed, .refused:
+        case .deliver, .consumerCancelled, .confirmed, .refused, .unroutable:
             return "badFrame: \(frame.name) is sent by the gateway, not the agent"
         }
         return nil
@@ -225,24 +225,29 @@ public final class AgentBridge: Sendable {
         return nil
     }
 
-    /// Answers each published event with `confirmed` once the broker confirmed it, batch after batch in the order
-    /// they were handed over. An event the broker did not take ends the bridge: the agent resends it from its spool.
+    /// Answers each published event with `confirmed` once the broker confirmed it, or `unroutable` when no queue
+    /// took it, batch after batch in the order they were handed over. An event the broker did not take otherwise
+    /// ends the bridge: the agent resends it from its spool.
     private func answerLoop() async -> String? {
         for await (ids, batch) in submitted.stream {
             var confirmed: [String] = []
+            var unroutable: [String] = []
             for (id, result) in zip(ids, await batch.outcomes()) {
                 switch result {
                 case .success: confirmed.append(id)
+                case .failure(let error) where error.code == .unroutable:
+                    unroutable.append(id)
                 case .failure(let error):
                     // Not confirmed: the agent keeps it and sends it again. A broker that is gone ends the bridge.
                     logger.info("an event was not confirmed", metadata: ["cta.error": "\(error)"])
-                    if error.code != .unroutable {
-                        answer(confirmed)
-                        return "unavailable: the broker did not confirm an event"
-                    }
+                    answer(confirmed, unroutable: unroutable)
+                    return "unavailable: the broker did not confirm an event"
                 }
             }
-            answer(confirmed)
+            if !unroutable.isEmpty {
+                logger.info("events no queue took", metadata: ["cta.events": "\(unroutable.count)"])
+            }
+            answer(confirmed, unroutable: unroutable)
             publishes.answered(ids.count)
         }
         return nil
@@ -299,9 +304,12 @@ public final class AgentBridge: Sendable {
     // MARK: Writing
 
     /// Sends `confirmed` for these ids, as many to a frame as one carries.
-    private func answer(_ ids: [String]) {
+    private func answer(_ ids: [String], unroutable: [String]) {
         for start in stride(from: 0, to: ids.count, by: GatewayFrame.confirmedPerFrame) {
             send(.confirmed(ids: Array(ids[start..<min(start + GatewayFrame.confirmedPerFrame, ids.count)])))
+        }
+        for start in stride(from: 0, to: unroutable.count, by: GatewayFrame.confirmedPerFrame) {
+            send(.unroutable(ids: Array(unroutable[start..<min(start + GatewayFrame.confirmedPerFrame, unroutable.count)])))
         }
     }
 

@@ -30,6 +30,14 @@ extension APIStore {
     }
 }
 
+/// An `agent.registration` envelope of `machine` (its payload is the coordinator's to check, not the gateway's): no
+/// queue of the gateway tests' virtual host takes that type.
+func unroutableBody(_ id: EventID, machine: MachineName) -> [UInt8] {
+    Array(
+        #"{"version":"1.0","id":"\#(id)","type":"agent.registration","source":"agent/\#(machine)","time":"2026-11-23T04:00:00Z","epoch":"\#(SequenceEpoch())","seq":3,"payload":{}}"#
+            .utf8)
+}
+
 final class GatewayUnderTest: Sendable {
     let port: Int
     let tokens: APIStore
@@ -320,6 +328,12 @@ struct GatewayTests {
             try await agent.send(.publish(id: badID.description, body: badBody))
             let badAnswer = await answer()
             #expect(badAnswer == .confirmed(ids: [badID.description]), "\(gateway.explain(badAnswer, agent))")
+            // An event no queue takes (no queue is bound to its type here, as before the coordinators declared
+            // theirs) is answered at once, so the agent keeps it and tries again later.
+            let strayID = EventID()
+            try await agent.send(.publish(id: strayID.description, body: unroutableBody(strayID, machine: machine)))
+            let strayAnswer = await answer()
+            #expect(strayAnswer == .unroutable(ids: [strayID.description]), "\(gateway.explain(strayAnswer, agent))")
             let other = MachineName(unchecked: "someone-else")
             let theirs = Envelope(source: .agent(other), epoch: SequenceEpoch(), seq: 1, payload: AgentShutdown(machine: other, reason: "x"))
             let theirsBytes = Array(try theirs.encoded())
@@ -481,6 +495,16 @@ struct GatewayTLSTests {
                     OutboundEvent(seq: 1, type: event.type, id: event.id, time: event.time, body: Array(try event.encoded()))
                 ])
                 #expect(outcomes.count == 1 && (try? outcomes[0].get()) != nil, "\(outcomes) \(gateway.log.messages)")
+                // An event no queue takes comes back to the agent's transport as unroutable (kept and retried).
+                let strayID = EventID()
+                let stray = await transport.publish([
+                    OutboundEvent(seq: 2, type: .agentRegistration, id: strayID, time: .now(), body: unroutableBody(strayID, machine: machine))
+                ])
+                guard case .failure(let strayError)? = stray.first else {
+                    Issue.record("an unroutable event was answered \(stray)")
+                    throw CancellationError()
+                }
+                #expect(strayError.code == .unroutable, "\(strayError)")
                 await transport.close()
 
                 // Uploads go over HTTPS with the same CA file and client certificate; without the certificate the
