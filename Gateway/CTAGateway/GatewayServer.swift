@@ -121,7 +121,7 @@ public struct GatewayServer: Service {
                 token: API.bearerToken(request), machine: request.uri.queryParameters.get("machine"), now: now)
             switch admission {
             case .refused(let reason):
-                limiter.withLockedValue { $0.fail([address], now: now) }
+                if Self.countsAgainst(reason) { limiter.withLockedValue { $0.fail([address], now: now) } }
                 logger.notice("upload refused", metadata: ["cta.reason": "\(reason)", "cta.address": "\(address)"])
                 throw Self.apiError(refusal: reason)
             case .agent(_, let record):
@@ -144,7 +144,9 @@ public struct GatewayServer: Service {
                     admission = .refused("tooManyRequests: too many refused connections from \(address); retry in \(Int(wait.rounded(.up))) s")
                 } else {
                     admission = await admit(token: token, machine: request.uri.queryParameters.get("machine"), now: now)
-                    if case .refused = admission { limiter.withLockedValue { $0.fail([address], now: now) } }
+                    if case .refused(let reason) = admission, Self.countsAgainst(reason) {
+                        limiter.withLockedValue { $0.fail([address], now: now) }
+                    }
                 }
                 switch admission {
                 case .refused(let reason):
@@ -163,6 +165,10 @@ public struct GatewayServer: Service {
             })
         return router
     }
+
+    /// Whether a refusal counts toward the address's limit: not when the token store could not be read (the agent
+    /// did nothing wrong, and would be shut out once the store is back).
+    static func countsAgainst(_ refusal: String) -> Bool { !refusal.hasPrefix("unavailable:") }
 
     /// A refusal (`code: words`) as the API's error, for HTTP requests.
     static func apiError(refusal: String) -> APIError {

@@ -232,6 +232,32 @@ struct GatewayTests {
     }
 
     @Test(
+        "a token store that cannot be read refuses agents and uploads as unavailable, and that does not count toward the refusal limit",
+        .timeLimit(.minutes(2)))
+    func tokenStoreOutage() async throws {
+        // No server listens on port 1: every token lookup fails after the short server selection time.
+        let client = try MongoClient(
+            configuration: .init(uri: "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300&connectTimeoutMS=300", appName: "cta-test"),
+            logger: Logger(label: "cta.test.mongo"))
+        let tokens = APIStore(store: MongoStore(database: client.database("cta_gateway_outage")))
+        let gateway = try await GatewayUnderTest(
+            tokens: tokens, brokerURL: try ServiceEnvironment.requireGatewayAMQPURL(), refusalLimit: 2)
+        for attempt in 1...4 {
+            let agent = try await FrameAgent(url: gateway.url(machine: "gw-outage"), token: Secrets.newEnrollmentToken())
+            let close = await agent.closed(timeout: .seconds(60))
+            #expect(
+                close?.reason?.hasPrefix("unavailable: the token store cannot be read now") == true,
+                "attempt \(attempt): \(String(describing: close))")
+        }
+        let upload = try await APIClient(port: gateway.port, tls: false).request(
+            "PUT", "/v1/attachments/\(UUID())?execution=\(UUID())&name=a.txt&machine=gw-outage",
+            token: Secrets.newEnrollmentToken(), body: [1], headers: [("X-CTA-SHA256", SHA256.hash([1]).hexString)])
+        #expect(upload.status == 503 && upload.errorCode == "unavailable", "\(upload)")
+        await gateway.stop()
+        try? await client.shutdown()
+    }
+
+    @Test(
         "deliveries are acked to the broker only on the agent's ack, released ones come back, unacked ones return when the agent goes; events are confirmed after the broker's confirm, another machine's refused and dead-lettered; a bad frame closes only its connection",
         .timeLimit(.minutes(2))
     )
