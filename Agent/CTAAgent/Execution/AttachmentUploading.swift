@@ -43,7 +43,23 @@ struct EvidenceUpload {
     func upload(_ evidence: Evidence, execution: ExecutionID, test: TestID, machine: MachineName) async -> Evidence {
         var evidence = evidence
         let deadline = ContinuousClock.now + timeout
+        /// Why the test's uploads stopped: after an outage outlasted the timeout the other files are not tried.
+        var stopped: String?
+        func skip(_ reference: AttachmentReference, _ reason: String) {
+            logger.warning(
+                "attachment not uploaded",
+                metadata: ["cta.attachment": "\(reference.id)", "cta.file": "\(reference.name)", "cta.error": "\(reason)"])
+            evidence.skipped.append(
+                .object([
+                    "path": .string(reference.name), "size": .integer(Int64(clamping: reference.size)),
+                    "reason": .string("not uploaded: \(reason)"),
+                ]))
+        }
         func send(_ reference: AttachmentReference) async -> Bool {
+            if let stopped {
+                skip(reference, stopped)
+                return false
+            }
             let path = store.path(for: reference.id)
             var delay = firstDelay
             while true {
@@ -60,15 +76,13 @@ struct EvidenceUpload {
                 }
                 let now = ContinuousClock.now
                 guard !failure.permanent, !Task.isCancelled, now + delay < deadline else {
-                    let reason = failure.permanent || Task.isCancelled ? failure.message : "\(failure.message) (gave up after \(timeout))"
-                    logger.warning(
-                        "attachment not uploaded",
-                        metadata: ["cta.attachment": "\(reference.id)", "cta.file": "\(reference.name)", "cta.error": "\(reason)"])
-                    evidence.skipped.append(
-                        .object([
-                            "path": .string(reference.name), "size": .integer(Int64(clamping: reference.size)),
-                            "reason": .string("not uploaded: \(reason)"),
-                        ]))
+                    if failure.permanent {
+                        skip(reference, failure.message)
+                    } else {
+                        let reason = Task.isCancelled ? failure.message : "\(failure.message) (gave up after \(timeout))"
+                        stopped = reason
+                        skip(reference, reason)
+                    }
                     return false
                 }
                 logger.info(
