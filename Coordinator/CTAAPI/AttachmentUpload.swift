@@ -60,6 +60,7 @@ public struct AttachmentUpload: Sendable {
         }
         if let problem = Self.fileNameProblem(name) { throw APIError(.invalidField, "name \(problem)", field: "name") }
         let test = query.get("test")
+        if let test, TestID(test) == nil { throw APIError(.invalidField, "test must be a test id", field: "test") }
         let machine = query.get("machine") ?? agent.machine
         if let bound = agent.machine, machine != bound {
             throw APIError(.forbidden, "this enrollment token is for machine \(bound)", field: "machine")

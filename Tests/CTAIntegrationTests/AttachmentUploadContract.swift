@@ -44,6 +44,8 @@ enum AttachmentUploadContract {
         #expect(unknownExecution.status == 404, "\(unknownExecution)")
         let slash = try await put(id, query: "execution=\(execution)&name=..%2Fetc%2Fpasswd")
         #expect(slash.status == 400 && slash.errorField == "name", "\(slash)")
+        let badTest = try await put(id, query: "execution=\(execution)&name=a.txt&test=a%01b")
+        #expect(badTest.status == 400 && badTest.errorField == "test", "\(badTest)")
         let otherMachine = try await put(id, query: "execution=\(execution)&name=a.txt&machine=elsewhere")
         #expect(otherMachine.status == 403, "\(otherMachine)")
         let noToken = try await put(id, query: query, token: nil)
