@@ -1,6 +1,7 @@
 public import CTAAgent
 public import CTACore
 import CTABroker
+import CTAClient
 import CTAMessaging
 import Foundation
 import HTTPTypes
@@ -68,20 +69,13 @@ public final class GatewayAgentTransport: AgentTransport {
         self.token = token
         self.machine = machine
         if components.scheme == "wss" {
-            var configuration = TLSConfiguration.makeClientConfiguration()
+            // The same trust and client certificate as the agent's uploads (`HTTPAttachmentUploader`).
             do {
-                if let caFile {
-                    _ = try NIOSSLCertificate.fromPEMFile(caFile)
-                    configuration.trustRoots = .file(caFile)
-                }
-                if let clientCertificate {
-                    configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(clientCertificate.certificate).map { .certificate($0) }
-                    configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientCertificate.key, format: .pem))
-                }
+                self.tls = try TransportConfiguration(caCertificateFile: caFile, clientCertificate: clientCertificate)
+                    .tlsConfiguration()
             } catch {
-                throw TransportError(.refused, "cannot load the gateway's TLS files: \(error)")
+                throw TransportError(.refused, "cannot load the gateway's TLS files: \(error.message)")
             }
-            self.tls = configuration
         } else {
             self.tls = nil
         }

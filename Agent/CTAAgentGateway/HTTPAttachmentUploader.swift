@@ -33,13 +33,10 @@ public struct HTTPAttachmentUploader: AttachmentUploading {
     public func upload(
         _ reference: AttachmentReference, content: [UInt8], execution: ExecutionID, test: TestID, machine: MachineName
     ) async throws(UploadFailure) {
-        let query = [
-            ("execution", execution.description), ("name", reference.name), ("test", test.rawValue),
-            ("machine", machine.rawValue),
-        ]
-        .map { "\($0.0)=\(Self.percentEncoded($0.1))" }.joined(separator: "&")
+        let query = Query().adding("execution", execution.description).adding("name", reference.name)
+            .adding("test", test.rawValue).adding("machine", machine.rawValue)
         let request = HTTPRequest(
-            method: .PUT, target: "/v1/attachments/\(reference.id)?\(query)",
+            method: .PUT, target: "/v1/attachments/\(reference.id)\(query.text)",
             headers: [
                 ("Authorization", "Bearer \(token)"), ("Content-Type", reference.contentType),
                 ("X-CTA-SHA256", reference.sha256), ("Accept", "application/json"),
@@ -56,12 +53,5 @@ public struct HTTPAttachmentUploader: AttachmentUploading {
         // Outages and overload are retried; the server's refusal of this upload is not.
         let retried = response.status == 408 || response.status == 429 || response.status >= 500
         throw UploadFailure(permanent: !retried, message)
-    }
-
-    /// Percent-encodes a query value: everything but unreserved characters.
-    static func percentEncoded(_ text: String) -> String {
-        var allowed = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)...Unicode.Scalar(127)))
-        allowed.insert(charactersIn: "-._~")
-        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
     }
 }

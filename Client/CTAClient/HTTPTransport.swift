@@ -2,7 +2,7 @@ import Foundation
 public import NIOCore
 public import NIOHTTP1
 public import NIOPosix
-import NIOSSL
+public import NIOSSL
 
 /// Where the API is: scheme, host, port and a base path, from a URL such as `https://cta.example:8420`.
 public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
@@ -64,8 +64,9 @@ public struct TransportConfiguration: Sendable {
         self.requestTimeout = requestTimeout
     }
 
-    /// The TLS client configuration: certificates verified with the system's roots, or only those of the CA file.
-    func tlsConfiguration() throws(ClientError) -> TLSConfiguration {
+    /// The TLS client configuration: certificates verified with the system's roots, or only those of the CA file;
+    /// the client certificate presented when there is one.
+    public func tlsConfiguration() throws(ClientError) -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caCertificateFile {
             do {

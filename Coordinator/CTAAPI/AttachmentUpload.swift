@@ -1,4 +1,4 @@
-public import CTACoordinator
+import CTACoordinator
 import CTACore
 import Foundation
 public import Hummingbird
@@ -13,13 +13,11 @@ public import HTTPTypes
 /// (`machine`, checked against a token bound to one); `X-CTA-SHA256` must match the content.
 public struct AttachmentUpload: Sendable {
     public let store: APIStore
-    public let coordinatorStore: MongoStore
     /// The largest upload accepted (413 above it).
     public let limit: Int
 
     public init(store: APIStore, limit: Int) {
         self.store = store
-        self.coordinatorStore = store.store
         self.limit = limit
     }
 
@@ -74,7 +72,7 @@ public struct AttachmentUpload: Sendable {
 
         let key = id.description
         do {
-            guard try await coordinatorStore.executionExists(executionID) else {
+            guard try await store.store.executionExists(executionID) else {
                 throw APIError.notFound("no execution \(executionID)")
             }
         } catch let error as APIError {

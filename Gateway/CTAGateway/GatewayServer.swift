@@ -76,29 +76,83 @@ public struct GatewayServer: Service {
     /// names with `?machine=` (a token for any machine).
     enum Admission {
         case agent(MachineName, EnrollmentTokenRecord)
-        case refused(String)
+        case refused(Refusal)
+    }
+
+    /// Why an agent or an upload is refused: the close reason of a WebSocket (`code: words`), or the API's error.
+    struct Refusal: CustomStringConvertible {
+        var code: APIError.Code
+        var message: String
+        /// Seconds to wait, for `tooManyRequests`.
+        var retryAfter: Int?
+
+        init(_ code: APIError.Code, _ message: String, retryAfter: Int? = nil) {
+            self.code = code
+            self.message = message
+            self.retryAfter = retryAfter
+        }
+
+        var description: String { "\(code): \(message)" }
+
+        /// Whether it counts toward the address's refusal limit: not when the token store could not be read (the
+        /// agent did nothing wrong, and would be shut out once the store is back), nor a refusal by the limit itself.
+        var counts: Bool { code != .unavailable && code != .tooManyRequests }
+
+        /// The refusal as an HTTP answer.
+        var apiError: APIError {
+            switch code {
+            case .unauthenticated: return .unauthenticated(message)
+            case .badRequest: return APIError(.invalidField, message, field: "machine")
+            case .forbidden: return APIError(.forbidden, message, field: "machine")
+            case .tooManyRequests:
+                var headers = HTTPFields()
+                headers[.retryAfter] = retryAfter.map(String.init)
+                return APIError(.tooManyRequests, message, headers: headers)
+            default: return APIError(code, message)
+            }
+        }
+    }
+
+    /// Admits a request from `address` under the refusal limit: an address over it is refused at once, without a
+    /// token lookup; other refusals count toward it.
+    func admit(_ request: Request, from address: String, now: Date) async -> Admission {
+        if let wait = limiter.withLockedValue({ $0.retryAfter([address], now: now) }) {
+            let seconds = Int(wait.rounded(.up))
+            return .refused(
+                Refusal(.tooManyRequests, "too many refused connections from \(address); retry in \(seconds) s", retryAfter: seconds))
+        }
+        let admission = await admit(
+            token: API.bearerToken(request), machine: request.uri.queryParameters.get("machine"), now: now)
+        if case .refused(let refusal) = admission, refusal.counts { limiter.withLockedValue { $0.fail([address], now: now) } }
+        return admission
     }
 
     func admit(token: String?, machine named: String?, now: Date) async -> Admission {
-        guard let token else { return .refused("unauthenticated: give the enrollment token: Authorization: Bearer <token>") }
-        guard Secrets.kind(of: token) == .enrollment else { return .refused("unauthenticated: not an agent enrollment token") }
+        guard let token else {
+            return .refused(Refusal(.unauthenticated, "give the enrollment token: Authorization: Bearer <token>"))
+        }
+        guard Secrets.kind(of: token) == .enrollment else {
+            return .refused(Refusal(.unauthenticated, "not an agent enrollment token"))
+        }
         let record: EnrollmentTokenRecord
         do {
             guard let found = try await tokens.enrollmentToken(hash: Secrets.tokenHash(token)) else {
-                return .refused("unauthenticated: unknown enrollment token")
+                return .refused(Refusal(.unauthenticated, "unknown enrollment token"))
             }
             record = found
         } catch {
-            return .refused("unavailable: the token store cannot be read now")
+            return .refused(Refusal(.unavailable, "the token store cannot be read now"))
         }
-        if record.revokedAt != nil { return .refused("unauthenticated: the enrollment token was revoked") }
-        if let expiresAt = record.expiresAt, expiresAt <= now { return .refused("unauthenticated: the enrollment token expired") }
+        if record.revokedAt != nil { return .refused(Refusal(.unauthenticated, "the enrollment token was revoked")) }
+        if let expiresAt = record.expiresAt, expiresAt <= now {
+            return .refused(Refusal(.unauthenticated, "the enrollment token expired"))
+        }
         let name = record.machine ?? named
         guard let name, let machine = MachineName(name) else {
-            return .refused("badRequest: name the machine with ?machine= (this token is not bound to one)")
+            return .refused(Refusal(.badRequest, "name the machine with ?machine= (this token is not bound to one)"))
         }
         if let bound = record.machine, let named, named != bound {
-            return .refused("forbidden: this enrollment token is for machine \(bound)")
+            return .refused(Refusal(.forbidden, "this enrollment token is for machine \(bound)"))
         }
         try? await tokens.touchEnrollmentToken(record, at: now)
         return .agent(machine, record)
@@ -111,19 +165,10 @@ public struct GatewayServer: Service {
         let upload = AttachmentUpload(store: tokens, limit: configuration.uploadLimit)
         router.put("/v1/attachments/:id") { request, context in
             let address = context.remoteAddress ?? "unknown"
-            let now = Date()
-            if let wait = limiter.withLockedValue({ $0.retryAfter([address], now: now) }) {
-                var headers = HTTPFields()
-                headers[.retryAfter] = "\(Int(wait.rounded(.up)))"
-                throw APIError(.tooManyRequests, "too many refused requests from \(address)", headers: headers)
-            }
-            let admission = await admit(
-                token: API.bearerToken(request), machine: request.uri.queryParameters.get("machine"), now: now)
-            switch admission {
-            case .refused(let reason):
-                if Self.countsAgainst(reason) { limiter.withLockedValue { $0.fail([address], now: now) } }
-                logger.notice("upload refused", metadata: ["cta.reason": "\(reason)", "cta.address": "\(address)"])
-                throw Self.apiError(refusal: reason)
+            switch await admit(request, from: address, now: Date()) {
+            case .refused(let refusal):
+                logger.notice("upload refused", metadata: ["cta.reason": "\(refusal)", "cta.address": "\(address)"])
+                throw refusal.apiError
             case .agent(_, let record):
                 return try await upload.handle(request, id: context.parameters.get("id") ?? "", agent: record)
             }
@@ -135,26 +180,14 @@ public struct GatewayServer: Service {
             // reason it can log, not as a bare 400.
             shouldUpgrade: { _, _ in .upgrade([:]) },
             onUpgrade: { inbound, outbound, context in
-                let request = context.request
-                let token = API.bearerToken(request)
                 let address = context.requestContext.remoteAddress ?? "unknown"
-                let now = Date()
-                let admission: Admission
-                if let wait = limiter.withLockedValue({ $0.retryAfter([address], now: now) }) {
-                    admission = .refused("tooManyRequests: too many refused connections from \(address); retry in \(Int(wait.rounded(.up))) s")
-                } else {
-                    admission = await admit(token: token, machine: request.uri.queryParameters.get("machine"), now: now)
-                    if case .refused(let reason) = admission, Self.countsAgainst(reason) {
-                        limiter.withLockedValue { $0.fail([address], now: now) }
-                    }
-                }
-                switch admission {
-                case .refused(let reason):
-                    logger.notice("agent refused", metadata: ["cta.reason": "\(reason)", "cta.address": "\(address)"])
+                switch await admit(context.request, from: address, now: Date()) {
+                case .refused(let refusal):
+                    logger.notice("agent refused", metadata: ["cta.reason": "\(refusal)", "cta.address": "\(address)"])
                     // Give the client's side of the upgrade a moment: a close frame right behind the upgrade
                     // response was seen lost on a loaded machine, leaving the client waiting.
                     try? await Task.sleep(for: .milliseconds(200))
-                    try await outbound.close(.policyViolation, reason: String(reason.prefix(120)))
+                    try await outbound.close(.policyViolation, reason: String(refusal.description.prefix(120)))
                 case .agent(let machine, _):
                     logger.info("agent connected", metadata: ["cta.machine": "\(machine)"])
                     let bridge = AgentBridge(machine: machine, broker: broker, outbound: outbound, logger: logger)
@@ -164,22 +197,6 @@ public struct GatewayServer: Service {
                 }
             })
         return router
-    }
-
-    /// Whether a refusal counts toward the address's limit: not when the token store could not be read (the agent
-    /// did nothing wrong, and would be shut out once the store is back).
-    static func countsAgainst(_ refusal: String) -> Bool { !refusal.hasPrefix("unavailable:") }
-
-    /// A refusal (`code: words`) as the API's error, for HTTP requests.
-    static func apiError(refusal: String) -> APIError {
-        let code = refusal.prefix { $0 != ":" }
-        let message = String(refusal.drop { $0 != ":" }.dropFirst().drop { $0 == " " })
-        switch code {
-        case "unauthenticated": return .unauthenticated(message)
-        case "forbidden": return APIError(.forbidden, message, field: "machine")
-        case "badRequest": return APIError(.invalidField, message, field: "machine")
-        default: return APIError(.unavailable, message)
-        }
     }
 
     public func run() async throws {

@@ -61,13 +61,14 @@ struct EvidenceUpload {
                 return false
             }
             let path = store.path(for: reference.id)
+            guard let content = await onDedicatedThread("cta-attachment-read", { FileOperations.read(path) }) else {
+                skip(reference, "the file is no longer in the agent's store \(path)")
+                return false
+            }
             var delay = firstDelay
             while true {
                 let failure: UploadFailure
                 do throws(UploadFailure) {
-                    guard let content = await onDedicatedThread("cta-attachment-read", { FileOperations.read(path) }) else {
-                        throw UploadFailure(permanent: true, "the file is no longer in the agent's store \(path)")
-                    }
                     try await uploader.upload(reference, content: content, execution: execution, test: test, machine: machine)
                     _ = await onDedicatedThread("cta-attachment-remove") { unlink(path) }
                     return true
