@@ -445,15 +445,31 @@ struct AgentProcessTests {
         try await coordinator.publish(
             ExecutionDispatch(execution: Work.context(queued), tests: [Work.test("waits", [Work.stage("run", "true")])]),
             routingKey: Topology.machineRoutingKey(calm))
-        try await coordinator.waitUntil("running") { $0.states(running).contains { $0.state == .running } }
+        try await coordinator.waitUntil("one running, one taken") { events in
+            events.states(running).contains { $0.state == .running } && events.states(queued).contains { $0.state == .acked }
+        }
         first.signal(SIGTERM)
+        // Work that arrives during the shutdown is not taken, and not handed back and forth: it waits in the queue.
+        try await coordinator.waitUntil("the draining heartbeat") { events in
+            events.contains { envelope in
+                guard envelope.source == .agent(calm), case .agentHeartbeat(let beat) = envelope.event else { return false }
+                return beat.draining
+            }
+        }
+        let late = ExecutionID()
+        try await coordinator.publish(
+            ExecutionDispatch(execution: Work.context(late), tests: [Work.test("late", [Work.stage("run", "true")])]),
+            routingKey: Topology.machineRoutingKey(calm))
         #expect(await first.waitForExit(timeout: .seconds(30)) == 0, "agent log:\n\(first.log)")
+        #expect(first.log.components(separatedBy: "not taking work while shutting down").count - 1 == 1, "agent log:\n\(first.log)")
+        #expect(try await coordinator.broker.queueState(Topology.machineQueue(calm)).messageCount == 1)
         try await coordinator.waitUntil("the shutdown event") { $0.contains { $0.source == .agent(calm) && $0.type == .agentShutdown } }
         var events = await coordinator.events(from: calm).distinct
         #expect(events.finalState(running)?.state == .finished)
         #expect(events.results(running).map(\.status) == [.ok], "the running test was allowed to finish")
         #expect(events.finalState(queued)?.state == .cancelled, "work taken but not started ends at shutdown")
         #expect(events.results(queued).isEmpty)
+        #expect(events.states(late).isEmpty, "work sent during the shutdown is left for the next start")
         Self.expectContiguousSequence(events)
 
         // A second SIGTERM cancels the running test at once.

@@ -430,6 +430,12 @@ public actor AgentRuntime {
             logger.info("ignoring work already taken", metadata: ["cta.event.id": "\(id)", "cta.part": "\(key)"])
             return
         }
+        if shuttingDown, !slotReserved {
+            // Left unsettled: it goes back to the machine queue when the agent stops consuming. Released now, the
+            // broker would hand it straight back, again and again until the agent exits.
+            logger.info("not taking work while shutting down", metadata: ["cta.part": "\(key)"])
+            return
+        }
         if shuttingDown || (slotReserved && draining) {
             if slotReserved { releaseSlot() }
             await message.release()
@@ -456,6 +462,12 @@ public actor AgentRuntime {
         logger.info(
             "work taken",
             metadata: ["cta.execution.id": "\(key.executionID)", "cta.run.mode": "\(dispatch.execution.runMode.rawValue)", "cta.tests": "\(dispatch.tests.count)"])
+        if shuttingDown {
+            // The shutdown began while this work was being taken: it ends like the work it found queued.
+            if slotReserved { releaseSlot() }
+            await endUnstarted(key)
+            return
+        }
         if slotReserved {
             startUnit(.dispatch(key, dispatch, resume: nil))
         } else {
@@ -985,13 +997,16 @@ public actor AgentRuntime {
         let queued = localQueue
         localQueue.removeAll()
         for unit in queued {
-            if case .dispatch(let key, _, _) = unit {
-                parts[key]?.stop = (.system, "the agent shut down before the work started")
-                parts[key]?.queuedUnits = 0
-                await sendFinal(key)
-            }
+            if case .dispatch(let key, _, _) = unit { await endUnstarted(key) }
         }
         await sendHeartbeat()
+    }
+
+    /// Ends work taken but not started, at shutdown.
+    private func endUnstarted(_ key: PartKey) async {
+        parts[key]?.stop = (.system, "the agent shut down before the work started")
+        parts[key]?.queuedUnits = 0
+        await sendFinal(key)
     }
 
     private func waitUntilIdle() async {
