@@ -238,9 +238,8 @@ let package = Package(
             // The end-to-end tests of the HTTP side.
             exclude: coreOnly
                 ? [
-                    "APITests.swift", "APIClient.swift", "AttachmentUploadContract.swift", "CLIEndToEndTests.swift",
-                    "GatewayEndToEndTests.swift",
-                    "GatewayTests.swift", "LiveFeedEndToEndTests.swift",
+                    "APITests.swift", "APIClient.swift", "AttachmentStoreTests.swift", "AttachmentUploadContract.swift",
+                    "CLIEndToEndTests.swift", "GatewayEndToEndTests.swift", "GatewayTests.swift", "LiveFeedEndToEndTests.swift",
                 ]
                 : [],
             swiftSettings: upcoming

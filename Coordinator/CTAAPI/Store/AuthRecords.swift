@@ -99,8 +99,9 @@ struct ClaimRecord: Codable, Sendable {
     var at: Date
 }
 
-/// An attachment's metadata, in `apiAttachments` (`_id` = `<execution>/<name>`); its bytes are in
-/// `apiAttachmentChunks`, 255 KiB per document, keyed `<attachment id>#<n>`.
+/// An attachment's metadata, in `apiAttachments` (`_id` = `<execution>/<name>`, or the agent's attachment id); its
+/// bytes are in `apiAttachmentChunks`, 255 KiB per document, keyed `<attachment id>#<n>`, or
+/// `<attachment id>#<sha256>#<n>` for an agent's upload (``chunkDigest``).
 public struct AttachmentRecord: Codable, Hashable, Sendable {
     public var _id: String
     public var executionID: String
@@ -116,6 +117,9 @@ public struct AttachmentRecord: Codable, Hashable, Sendable {
     public var uploadedAt: Date
     /// False while the chunks are being written: an incomplete upload is never served.
     public var complete: Bool
+    /// Set for an agent's upload: its chunks are those carrying this digest, so an upload of other content under the
+    /// same id never writes over them.
+    public var chunkDigest: String?
 
     public init(
         _id: String, executionID: String, name: String, size: Int64, sha256: String, chunkSize: Int, chunks: Int,
@@ -140,6 +144,8 @@ public struct AttachmentRecord: Codable, Hashable, Sendable {
 struct AttachmentChunk: Codable, Sendable {
     var _id: String
     var attachment: String
+    /// The SHA-256 of the whole content, for an agent's upload (see ``AttachmentRecord/chunkDigest``).
+    var digest: String?
     var n: Int
     var data: Data
 }
