@@ -72,7 +72,7 @@ struct AgentConfigurationDefaultsTests {
         #expect(configuration.logTailBytes == 1 << 20)
         #expect(configuration.logLevel == .info)
         #expect(configuration.shutdownBudget == .seconds(300))
-        #expect(configuration.maxAttachmentBytes == 100 << 20)
+        #expect(configuration.maxAttachmentBytes == 64 << 20)
         // The memberwise defaults are the loader's defaults.
         #expect(configuration == AgentConfiguration(brokerURL: "amqp://localhost", machine: MachineName("build-07")!))
     }

@@ -89,7 +89,7 @@ public struct AgentConfiguration: Sendable, Hashable {
         logTailBytes: Int = 1 << 20,
         logLevel: Logger.Level = .info,
         shutdownBudget: Duration = .seconds(300),
-        maxAttachmentBytes: UInt64 = 100 << 20,
+        maxAttachmentBytes: UInt64 = 64 << 20,
         uploadTimeout: Duration = .seconds(600)
     ) {
         self.brokerURL = brokerURL

@@ -36,7 +36,7 @@ import Logging
 /// | `logs.tailBytes` | size 0…1GiB | `1MiB` | — | output kept from a stage's end |
 /// | `logs.level` | level | `info` | `CTA_AGENT_LOG_LEVEL` | `trace` … `critical` (swift-log's levels) |
 /// | `shutdown.budget` | duration 0s…24h | `5m` | `CTA_AGENT_SHUTDOWN_BUDGET` | drain time after SIGTERM |
-/// | `attachments.maxBytes` | size 1B…1TiB | `100MiB` | — | the largest attachment uploaded |
+/// | `attachments.maxBytes` | size 1B…1TiB | `64MiB` | — | the largest attachment uploaded (the servers' default upload limit) |
 /// | `attachments.uploadTimeout` | duration 1s…24h | `10m` | — | how long a test's uploads retry an unreachable server |
 ///
 /// Rules:

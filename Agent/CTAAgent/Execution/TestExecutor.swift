@@ -87,7 +87,7 @@ public import Logging
 public struct TestExecutor: Sendable {
     /// Settings for the executor; every field has a documented default.
     public struct Configuration: Sendable {
-        /// A file larger than this is not attached; it is listed in custom `skippedAttachments`. Default 100 MiB.
+        /// A file larger than this is not attached; it is listed in custom `skippedAttachments`. Default 64 MiB, the servers' default upload limit.
         public var maxAttachmentBytes: UInt64
         /// At most this many artifacts are attached (the screenshot and spilled logs aside); the others are listed
         /// in custom `skippedAttachments`. Default 64.
@@ -112,7 +112,7 @@ public struct TestExecutor: Sendable {
 
         /// Creates a configuration with the defaults described on each property.
         public init(
-            maxAttachmentBytes: UInt64 = 100 << 20,
+            maxAttachmentBytes: UInt64 = 64 << 20,
             maxAttachments: Int = 64,
             keepWorkDirectory: Bool = false,
             liveLogChunkBytes: Int = 16 * 1024,
