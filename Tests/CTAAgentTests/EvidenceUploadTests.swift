@@ -114,7 +114,7 @@ struct EvidenceUploadTests {
         let sandbox = try ExecutorSandbox()
         defer { sandbox.cleanUp() }
         let uploader = RecordingUploader(outages: .max)
-        let result = try #require(await run(sandbox, uploader: uploader, uploadTimeout: .milliseconds(600)))
+        let result = try #require(await run(sandbox, uploader: uploader, uploadTimeout: .seconds(2)))
         #expect(result.status == .ok)
         #expect(result.log == nil && result.attachments.isEmpty)
         #expect(uploader.attempts("test.log") >= 2, "an outage is retried")

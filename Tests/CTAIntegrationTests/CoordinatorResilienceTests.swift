@@ -18,6 +18,14 @@ extension CoordinatorProcessSuites {
             return test
         }
 
+        /// The same with longer tests (about 15 s a machine), so a database restart that takes seconds to begin still
+        /// lands mid-run on a loaded machine.
+        static let slowSpreadSuite: [TestDefinition] = spreadSuite.map { test in
+            var test = test
+            test.stages[0] = Stage(name: "wait", run: "sleep 1.5")
+            return test
+        }
+
         /// Every result of the execution is stored exactly once and matches the execution's counts.
         func checkExactlyOnce(_ scene: Scene, _ execution: ExecutionRecord, expected: Int) async throws {
             let results = try await scene.store.results(execution.executionID)
@@ -82,13 +90,15 @@ extension CoordinatorProcessSuites {
             do {
                 try await withScene(agents: 2, mongoURI: uri) { scene in
                     try await scene.waitForMachines()
-                    let scenario = try await scene.define(Self.spreadSuite, runMode: .stress)
+                    let scenario = try await scene.define(Self.slowSpreadSuite, runMode: .stress)
                     let created = try await scene.store.requestExecution(of: scenario, requestedBy: "test")
                     try await scene.waitFor("some results stored", timeout: .seconds(60)) {
                         try await scene.store.resultCounts(created.executionID, machine: nil).total >= 60
                     }
                     try await ServiceEnvironment.services("stop-mongo", overrides: Self.mongoOverrides)
-                    try await Task.sleep(for: .seconds(3))
+                    // Well past the client's 2 s server selection, so writes during the outage fail instead of waiting
+                    // it out; the tests (about 15 s a machine) are still running.
+                    try await Task.sleep(for: .seconds(6))
                     try await ServiceEnvironment.services("start-mongo", overrides: Self.mongoOverrides)
                     let execution = try await scene.waitForEnd(created.executionID, timeout: .seconds(180))
                     #expect(execution.phase == .finished, "\(execution.phase) \(execution.endReason ?? "")\n\(scene.diagnostics())")
