@@ -7,8 +7,8 @@
 # no C interop of its own and would double the build, and leaves out the suites that run coordinator processes
 # (CoordinatorProcessSuites: end to end, resilience, API, CLI, live feed, VMs), which run in debug; it keeps the
 # broker, database, agent and store tests. Its build uses a scratch path of its own and no manifest cache, so the
-# two manifests never mix. It compiles at low priority while the debug tests run: they mostly wait on the services
-# and on processes, so the build takes the idle CPU instead of adding its own minutes to the run.
+# two manifests never mix. It compiles at low priority while the debug tests run and takes the CPU they leave idle,
+# so less of it is left for after them.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/session.sh"
 export CTA_REQUIRE_SERVICES=1

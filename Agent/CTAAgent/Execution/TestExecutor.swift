@@ -87,7 +87,8 @@ public import Logging
 public struct TestExecutor: Sendable {
     /// Settings for the executor; every field has a documented default.
     public struct Configuration: Sendable {
-        /// A file larger than this is not attached; it is listed in custom `skippedAttachments`. Default 64 MiB, the servers' default upload limit.
+        /// A file larger than this is not attached; it is listed in custom `skippedAttachments`. Default 64 MiB, the
+        /// servers' default upload limit.
         public var maxAttachmentBytes: UInt64
         /// At most this many artifacts are attached (the screenshot and spilled logs aside); the others are listed
         /// in custom `skippedAttachments`. Default 64.
