@@ -179,6 +179,6 @@ struct ExecutionFollowerTests {
             return
         }
         #expect(last.phase == "running")
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(30), "the limit ended it, not the time limit")
     }
 }

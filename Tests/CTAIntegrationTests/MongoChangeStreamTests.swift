@@ -121,7 +121,7 @@ struct MongoChangeStreamTests {
             consumer.cancel()
             let count = try await consumer.value
             #expect(count == 1)
-            #expect(clock.now - started < .seconds(3))
+            #expect(clock.now - started < .seconds(20), "ended, not left waiting")
             // A stream that ended stays ended.
             var iterator = stream.makeAsyncIterator()
             #expect(try await iterator.next() == nil)
@@ -184,7 +184,7 @@ struct MongoChangeStreamTests {
         try await client.shutdown()
         let count = try await consumer.value
         #expect(count >= 1)
-        #expect(clock.now - started < .seconds(3))
+        #expect(clock.now - started < .seconds(20), "ended, not left waiting")
         do {
             _ = try await jobs.watch()
             Issue.record("watch after shutdown should fail")
