@@ -430,15 +430,15 @@ public actor AgentRuntime {
             logger.info("ignoring work already taken", metadata: ["cta.event.id": "\(id)", "cta.part": "\(key)"])
             return
         }
-        if shuttingDown, !slotReserved {
-            // Left unsettled: it goes back to the machine queue when the agent stops consuming. Released now, the
-            // broker would hand it straight back, again and again until the agent exits.
-            logger.info("not taking work while shutting down", metadata: ["cta.part": "\(key)"])
+        if slotReserved, shuttingDown || draining {
+            releaseSlot()
+            await message.release()
             return
         }
-        if shuttingDown || (slotReserved && draining) {
-            if slotReserved { releaseSlot() }
-            await message.release()
+        if shuttingDown {
+            // From the machine queue: left unsettled, it goes back to the queue when the agent stops consuming.
+            // Released now, the broker would hand it straight back, again and again until the agent exits.
+            logger.info("not taking work while shutting down", metadata: ["cta.part": "\(key)"])
             return
         }
         knownIDs.insert(id)

@@ -37,8 +37,7 @@ extension APIStore {
     /// ``putUpload(_:bytes:)``'s chunks. Returns the record already stored, found when a chunk was there before.
     func putUploadChunks(_ record: AttachmentRecord, _ chunks: [AttachmentChunk]) async throws -> AttachmentRecord? {
         var checked = false
-        for start in stride(from: 0, to: chunks.count, by: 16) {
-            let batch = Array(chunks[start..<min(start + 16, chunks.count)])
+        for batch in Self.batches(chunks) {
             do {
                 _ = try await attachmentChunks.insertMany(batch)
             } catch let error as MongoError where error.code == .duplicateKey {
@@ -96,9 +95,12 @@ extension APIStore {
     }
 
     private func insert(_ chunks: [AttachmentChunk]) async throws {
-        for start in stride(from: 0, to: chunks.count, by: 16) {
-            _ = try await attachmentChunks.insertMany(Array(chunks[start..<min(start + 16, chunks.count)]))
-        }
+        for batch in Self.batches(chunks) { _ = try await attachmentChunks.insertMany(batch) }
+    }
+
+    /// Chunks in batches of 16 (about 4 MiB), one insert each.
+    private static func batches(_ chunks: [AttachmentChunk]) -> [[AttachmentChunk]] {
+        stride(from: 0, to: chunks.count, by: 16).map { Array(chunks[$0..<min($0 + 16, chunks.count)]) }
     }
 
     /// A complete attachment of an execution, by its name (uploaded by name) or its id (uploaded by an agent).
